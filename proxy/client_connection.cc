@@ -1,0 +1,534 @@
+#include "proxy/client_connection.h"
+
+#include <openssl/err.h>
+#include <spdlog/spdlog.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstdio>
+
+#include "proxy/worker.h"
+
+namespace tessera::proxy {
+
+namespace {
+
+constexpr size_t kReadChunk = 16384;
+constexpr int kReadsPerEvent = 4;         // then let other connections run
+constexpr size_t kMaxPipelined = 65536;   // unparsed bytes held while a response is pending
+constexpr std::chrono::milliseconds kLinger{2000};
+
+timeval toTimeval(std::chrono::milliseconds ms) {
+  return timeval{static_cast<time_t>(ms.count() / 1000),
+                 static_cast<suseconds_t>(ms.count() % 1000 * 1000)};
+}
+
+}  // namespace
+
+// Feeds the response parser's events back to the connection.
+class ClientConnection::ResponseSink : public HttpParser::Sink {
+ public:
+  explicit ResponseSink(ClientConnection& c) : c_(c) {}
+  int onHeadComplete() override { return c_.onResponseHead(); }
+  int onBody(const char* data, size_t len) override { return c_.onResponseBody(data, len); }
+  int onMessageComplete() override { return c_.onResponseComplete(); }
+
+ private:
+  ClientConnection& c_;
+};
+
+ClientConnection::ClientConnection(Worker& worker, std::shared_ptr<const Snapshot> snapshot,
+                                   size_t listener, int fd, const sockaddr_storage& peer)
+    : worker_(worker),
+      snapshot_(std::move(snapshot)),
+      listener_(snapshot_->listeners()[listener]),
+      limits_(snapshot_->config().limits),
+      fd_(fd),
+      peer_(peer),
+      peer_ip_(peerIp(peer)),
+      request_(HttpParser::Type::kRequest, *this),
+      response_sink_(std::make_unique<ResponseSink>(*this)),
+      response_(std::make_unique<HttpParser>(HttpParser::Type::kResponse, *response_sink_)) {
+  read_ev_ = event_new(worker.base(), fd, EV_READ | EV_PERSIST, &ClientConnection::onClientEvent, this);
+  write_ev_ = event_new(worker.base(), fd, EV_WRITE | EV_PERSIST, &ClientConnection::onClientEvent, this);
+  timer_ev_ = evtimer_new(worker.base(), &ClientConnection::onTimer, this);
+  in_ = evbuffer_new();
+  out_ = evbuffer_new();
+  upstream_out_ = evbuffer_new();
+  request_.setMaxHeadBytes(limits_.max_header_bytes);
+  bump(worker_.counters().connections_open);
+  bump(worker_.counters().connections_total);
+}
+
+ClientConnection::~ClientConnection() {
+  event_free(read_ev_);
+  event_free(write_ev_);
+  event_free(timer_ev_);
+  evbuffer_free(in_);
+  evbuffer_free(out_);
+  evbuffer_free(upstream_out_);
+  upstream_.reset();
+  ssl_.reset();
+  ::close(fd_);
+  drop(worker_.counters().connections_open);
+}
+
+void ClientConnection::start() {
+  if (listener_.tls) {
+    ssl_.reset(SSL_new(listener_.tls->defaultContext()));
+    if (!ssl_ || SSL_set_fd(ssl_.get(), fd_) != 1) {
+      spdlog::error("cannot set up TLS for {}: {}", peer_ip_, opensslErrors());
+      close();
+      return;
+    }
+    SSL_set_accept_state(ssl_.get());
+    phase_ = Phase::kHandshake;
+  } else {
+    phase_ = Phase::kWaitRequest;
+  }
+  wantClientRead(true);
+  armTimer(limits_.header_timeout);
+}
+
+void ClientConnection::drain() {
+  if (phase_ == Phase::kHandshake ||
+      (phase_ == Phase::kWaitRequest && evbuffer_get_length(in_) == 0)) {
+    close();
+    return;
+  }
+  close_after_ = true;
+}
+
+void ClientConnection::onClientEvent(evutil_socket_t, short what, void* arg) {
+  auto* self = static_cast<ClientConnection*>(arg);
+  if ((what & EV_READ) != 0) self->handleClientReadable();
+  if ((what & EV_WRITE) != 0 && self->phase_ != Phase::kClosed) self->handleClientWritable();
+}
+
+void ClientConnection::onTimer(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<ClientConnection*>(arg);
+  // Handshake, idle keep-alive, slow header (slowloris), stalled body, or a linger that lasted
+  // long enough: all end the same way.
+  spdlog::debug("closing connection from {} on timeout", self->peer_ip_);
+  self->close();
+}
+
+void ClientConnection::armTimer(std::chrono::milliseconds after) {
+  timeval tv = toTimeval(after);
+  event_add(timer_ev_, &tv);
+}
+
+void ClientConnection::wantClientRead(bool on) {
+  if (on == reading_) return;
+  reading_ = on;
+  on ? event_add(read_ev_, nullptr) : event_del(read_ev_);
+}
+
+void ClientConnection::wantClientWrite(bool on) {
+  if (on == writing_) return;
+  writing_ = on;
+  on ? event_add(write_ev_, nullptr) : event_del(write_ev_);
+}
+
+void ClientConnection::doHandshake() {
+  ERR_clear_error();
+  int rc = SSL_do_handshake(ssl_.get());
+  if (rc == 1) {
+    bump(SSL_session_reused(ssl_.get()) ? worker_.counters().tls_handshakes_resumed
+                                        : worker_.counters().tls_handshakes_full);
+    phase_ = Phase::kWaitRequest;
+    wantClientWrite(false);
+    handleClientReadable();  // the request may have come in the same flight as the Finished
+    return;
+  }
+  int err = SSL_get_error(ssl_.get(), rc);
+  if (err == SSL_ERROR_WANT_READ) {
+    wantClientWrite(false);
+    return;
+  }
+  if (err == SSL_ERROR_WANT_WRITE) {
+    wantClientWrite(true);
+    return;
+  }
+  bump(worker_.counters().tls_handshake_errors);
+  spdlog::debug("TLS handshake with {} failed: {}", peer_ip_, opensslErrors());
+  close();
+}
+
+ClientConnection::IoStatus ClientConnection::readClient() {
+  for (int i = 0; i < kReadsPerEvent; ++i) {
+    evbuffer_iovec v;
+    if (evbuffer_reserve_space(in_, kReadChunk, &v, 1) < 1) return IoStatus::kError;
+    size_t n = 0;
+    if (ssl_) {
+      ERR_clear_error();
+      int rc = SSL_read_ex(ssl_.get(), v.iov_base, v.iov_len, &n);
+      if (rc != 1) {
+        int err = SSL_get_error(ssl_.get(), rc);
+        if (err == SSL_ERROR_WANT_READ) return IoStatus::kWouldBlock;
+        if (err == SSL_ERROR_WANT_WRITE) {
+          wantClientWrite(true);
+          return IoStatus::kWouldBlock;
+        }
+        if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && errno == 0)) {
+          return IoStatus::kEof;
+        }
+        return IoStatus::kError;
+      }
+    } else {
+      ssize_t r = ::read(fd_, v.iov_base, v.iov_len);
+      if (r == 0) return IoStatus::kEof;
+      if (r < 0) {
+        if (errno == EINTR) continue;
+        return (errno == EAGAIN || errno == EWOULDBLOCK) ? IoStatus::kWouldBlock : IoStatus::kError;
+      }
+      n = static_cast<size_t>(r);
+    }
+    v.iov_len = n;
+    evbuffer_commit_space(in_, &v, 1);
+  }
+  return IoStatus::kOk;
+}
+
+ClientConnection::IoStatus ClientConnection::writeClient() {
+  while (evbuffer_get_length(out_) > 0) {
+    if (!ssl_) {
+      int n = evbuffer_write(out_, fd_);
+      if (n > 0) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+        return IoStatus::kWouldBlock;
+      }
+      return IoStatus::kError;
+    }
+    // Coalesce into one TLS record's worth: many small evbuffer chunks would otherwise each
+    // become a record of their own.
+    size_t len = std::min<size_t>(evbuffer_get_length(out_), kReadChunk);
+    unsigned char* p = evbuffer_pullup(out_, static_cast<ssize_t>(len));
+    size_t n = 0;
+    ERR_clear_error();
+    int rc = SSL_write_ex(ssl_.get(), p, len, &n);
+    if (rc == 1) {
+      evbuffer_drain(out_, n);
+      continue;
+    }
+    int err = SSL_get_error(ssl_.get(), rc);
+    if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) return IoStatus::kWouldBlock;
+    return IoStatus::kError;
+  }
+  return IoStatus::kOk;
+}
+
+void ClientConnection::flushClient() {
+  if (phase_ == Phase::kClosed) return;
+  if (writeClient() == IoStatus::kError) {
+    close();
+    return;
+  }
+  bool pending = evbuffer_get_length(out_) > 0;
+  wantClientWrite(pending);
+  if (!pending && phase_ == Phase::kClosing) {
+    startLinger();
+    return;
+  }
+  if (upstream_read_paused_ && evbuffer_get_length(out_) < kHighWater / 2) resumeUpstreamRead();
+}
+
+void ClientConnection::startLinger() {
+  // The client may still be sending a body we refused; closing with unread data would make the
+  // kernel send a reset that can destroy our reply before the client reads it. Half-close, then
+  // read and discard for a short while (nginx's lingering close).
+  if (request_done_ && evbuffer_get_length(in_) == 0) {
+    close();
+    return;
+  }
+  if (lingering_) return;
+  lingering_ = true;
+  if (ssl_) SSL_shutdown(ssl_.get());
+  ::shutdown(fd_, SHUT_WR);
+  wantClientRead(true);
+  armTimer(kLinger);
+}
+
+void ClientConnection::discardInput() {
+  for (;;) {
+    ssize_t r = ::read(fd_, worker_.scratch(), worker_.scratchSize());
+    if (r > 0) continue;
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    close();
+    return;
+  }
+}
+
+void ClientConnection::handleClientReadable() {
+  if (phase_ == Phase::kHandshake) {
+    doHandshake();
+    return;
+  }
+  if (phase_ == Phase::kClosing) {
+    if (lingering_) discardInput();
+    return;
+  }
+  if (phase_ == Phase::kClosed) return;
+  IoStatus st = readClient();
+  if (st == IoStatus::kError) {
+    close();
+    return;
+  }
+  if (st == IoStatus::kEof) {
+    client_eof_ = true;
+    wantClientRead(false);
+  }
+  processInput();
+  if (phase_ == Phase::kClosed) return;
+  if (phase_ == Phase::kExchange && request_done_ && evbuffer_get_length(in_) > kMaxPipelined) {
+    wantClientRead(false);  // resumed by nextRequest()
+  }
+  if (client_eof_) onClientEof();
+}
+
+void ClientConnection::onClientEof() {
+  bool idle = phase_ == Phase::kWaitRequest && evbuffer_get_length(in_) == 0;
+  bool partial = phase_ == Phase::kHead || (phase_ == Phase::kExchange && !request_done_);
+  if (idle || partial) {
+    close();
+    return;
+  }
+  close_after_ = true;  // half-closed after a whole request: answer it, then close
+}
+
+void ClientConnection::handleClientWritable() {
+  if (phase_ == Phase::kHandshake) {
+    doHandshake();
+    return;
+  }
+  if (ssl_ && reading_) {
+    // SSL_read may have asked for a write (TLS 1.3 key update); let it run again.
+    event_active(read_ev_, EV_READ, 0);
+  }
+  flushClient();
+}
+
+void ClientConnection::processInput() {
+  while (phase_ == Phase::kWaitRequest || phase_ == Phase::kHead ||
+         (phase_ == Phase::kExchange && !request_done_)) {
+    if (evbuffer_get_length(upstream_out_) > kHighWater) {
+      client_read_paused_ = true;
+      wantClientRead(false);  // resumed once the upstream has taken the bytes
+      break;
+    }
+    if (evbuffer_get_length(in_) == 0) break;
+    evbuffer_iovec v;
+    evbuffer_peek(in_, -1, nullptr, &v, 1);
+    if (phase_ == Phase::kWaitRequest) {
+      phase_ = Phase::kHead;
+      request_start_ = Clock::now();
+      armTimer(limits_.header_timeout);  // from the first byte of the head (slowloris)
+    }
+    HttpParser::Result r = request_.feed(static_cast<const char*>(v.iov_base), v.iov_len);
+    evbuffer_drain(in_, r.consumed);
+    bytes_in_ += r.consumed;
+    if (r.error == HPE_OK) continue;
+    if (r.error == HPE_PAUSED) break;  // the whole request is in; the next waits its turn
+    rejectRequest(reject_status_ != 0 ? reject_status_ : (request_.headTooLarge() ? 431 : 400),
+                  request_.errorReason());
+    return;
+  }
+  if (phase_ != Phase::kExchange) return;
+  if (!request_done_) armTimer(limits_.idle_timeout);  // a client that stops mid-body
+  else event_del(timer_ev_);
+  // Nothing goes upstream before this point: a request that turned out bad in this batch of
+  // bytes has been answered above and never reaches the backend.
+  if (!upstream_) {
+    connectUpstream();
+  } else if (!upstream_->connecting) {
+    writeUpstream();
+  }
+}
+
+int ClientConnection::onHeadComplete() {
+  MessageHead& h = request_.head();
+  phase_ = Phase::kExchange;
+  if (requests_++ > 0) bump(worker_.counters().downstream_keepalive_requests);
+  if (int status = rejectHead(); status != 0) {
+    reject_status_ = status;
+    return -1;
+  }
+  head_request_ = request_.methodCode() == HTTP_HEAD;
+  close_after_ = close_after_ || !h.keep_alive || worker_.draining();
+  request_chunked_ = h.chunked;
+  ForwardInfo fwd;
+  fwd.client_ip = peer_ip_;
+  fwd.proto = listener_.tls ? "https" : "http";
+  fwd.trust_forwarded = listener_.conf->trust_forwarded_headers;
+  fwd.chunked = h.chunked;
+  fwd.content_length = h.content_length;
+  upstream_head_.clear();
+  writeUpstreamRequestHead(h, fwd, upstream_head_);
+  evbuffer_add(upstream_out_, upstream_head_.data(), upstream_head_.size());
+  bool has_body = h.chunked || h.content_length.value_or(0) > 0;
+  if (expect_continue_ && has_body && h.http_minor >= 1) {
+    // Answered here rather than relayed: tessera reads the body either way.
+    static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+    evbuffer_add(out_, k100.data(), k100.size());
+    flushClient();
+  }
+  return 0;
+}
+
+// Checks a complete request head. Returns the status that refuses it, or 0.
+int ClientConnection::rejectHead() {
+  const MessageHead& h = request_.head();
+  if (h.http_major != 1) return 400;
+  if (h.content_length && *h.content_length > limits_.max_body_bytes) return 413;
+  const std::string* host = nullptr;
+  int hosts = 0;
+  expect_continue_ = false;
+  for (const Header& hd : h.headers) {
+    if (equalsIgnoreCase(hd.name, "host")) {
+      host = &hd.value;
+      ++hosts;
+    } else if (equalsIgnoreCase(hd.name, "expect")) {
+      if (!equalsIgnoreCase(hd.value, "100-continue")) return 417;
+      expect_continue_ = true;
+    }
+  }
+  if (hosts > 1 || (hosts == 0 && h.http_minor >= 1)) return 400;  // RFC 9112 3.2
+  RequestTarget target = requestTarget(h.url, host);
+  route_ = matchRoute(listener_, target.host, target.path);
+  if (route_ == nullptr || route_->upstream == nullptr) return 404;
+  return 0;
+}
+
+int ClientConnection::onBody(const char* data, size_t len) {
+  body_bytes_ += len;
+  if (body_bytes_ > limits_.max_body_bytes) {
+    reject_status_ = 413;
+    return -1;
+  }
+  if (request_chunked_) {
+    char size_line[24];
+    int n = snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
+    evbuffer_add(upstream_out_, size_line, static_cast<size_t>(n));
+    evbuffer_add(upstream_out_, data, len);
+    evbuffer_add(upstream_out_, "\r\n", 2);
+  } else {
+    evbuffer_add(upstream_out_, data, len);
+  }
+  return 0;
+}
+
+int ClientConnection::onMessageComplete() {
+  if (request_chunked_) evbuffer_add(upstream_out_, "0\r\n\r\n", 5);
+  request_done_ = true;
+  return HPE_PAUSED;
+}
+
+void ClientConnection::rejectRequest(int status, const char* why) {
+  if (status == 400 || status == 413 || status == 431) bump(worker_.counters().bad_requests);
+  spdlog::debug("refusing request from {} with {}: {}", peer_ip_, status, why ? why : "");
+  upstream_.reset();  // it may hold part of this request: never reuse it
+  evbuffer_drain(upstream_out_, evbuffer_get_length(upstream_out_));
+  if (response_started_) {
+    close();
+    return;
+  }
+  if (request_start_ == Clock::time_point{}) request_start_ = Clock::now();
+  // A 404 on a whole, well-formed request keeps the connection; the rest cannot be resynced.
+  bool keep = status == 404 && request_done_;
+  sendLocalReply(status, std::string(reasonPhrase(status)) + "\n", !keep);
+}
+
+void ClientConnection::sendLocalReply(int status, std::string_view body, bool close_after) {
+  close_after = close_after || close_after_;
+  char head[256];
+  int n = snprintf(head, sizeof(head),
+                   "HTTP/1.1 %d %.*s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n",
+                   status, static_cast<int>(reasonPhrase(status).size()), reasonPhrase(status).data(),
+                   body.size(), close_after ? "Connection: close\r\n" : "");
+  evbuffer_add(out_, head, static_cast<size_t>(n));
+  bytes_out_ += static_cast<uint64_t>(n);
+  if (!head_request_) {
+    evbuffer_add(out_, body.data(), body.size());
+    bytes_out_ += body.size();
+  }
+  finishRequest(status, close_after);
+}
+
+void ClientConnection::finishRequest(int status, bool close_after) {
+  logRequest(status);
+  if (close_after || close_after_ || worker_.draining()) {
+    phase_ = Phase::kClosing;
+    armTimer(kLinger);
+    flushClient();
+    return;
+  }
+  nextRequest();
+}
+
+void ClientConnection::nextRequest() {
+  request_.resume();
+  route_ = nullptr;
+  request_done_ = false;
+  request_chunked_ = false;
+  expect_continue_ = false;
+  head_request_ = false;
+  reject_status_ = 0;
+  body_bytes_ = bytes_in_ = bytes_out_ = 0;
+  tried_servers_ = 0;
+  stale_retries_ = 0;
+  response_started_ = response_done_ = response_chunked_ = skipping_interim_ = false;
+  request_start_ = Clock::time_point{};
+  phase_ = Phase::kWaitRequest;
+  armTimer(limits_.idle_timeout);
+  flushClient();
+  if (phase_ == Phase::kClosed) return;
+  if (!client_eof_) wantClientRead(true);
+  // A pipelined request already buffered: handle it from the event loop, not recursively.
+  if (evbuffer_get_length(in_) > 0) event_active(read_ev_, EV_READ, 0);
+  else if (client_eof_) close();
+}
+
+void ClientConnection::logRequest(int status) {
+  WorkerMetrics& m = worker_.counters();
+  auto now = Clock::now();
+  uint64_t us = request_start_ == Clock::time_point{}
+                    ? 0
+                    : std::chrono::duration_cast<std::chrono::microseconds>(now - request_start_).count();
+  m.observeRequest(status, us);
+  const MessageHead& h = request_.head();
+  AccessRecord r;
+  r.time_us = std::chrono::duration_cast<std::chrono::microseconds>(
+                  std::chrono::system_clock::now().time_since_epoch()).count();
+  r.client = peer_ip_;
+  r.method = h.method;
+  r.path = h.url;
+  r.status = status;
+  r.bytes_in = bytes_in_;
+  r.bytes_out = bytes_out_;
+  r.duration_us = us;
+  r.upstream = response_started_ || upstream_ ? std::string_view(upstream_name_) : std::string_view();
+  if (ssl_) {
+    r.tls_version = SSL_get_version(ssl_.get());
+    r.tls_resumed = SSL_session_reused(ssl_.get()) != 0;
+  }
+  worker_.accessLog().append(r);
+}
+
+void ClientConnection::close() {
+  if (phase_ == Phase::kClosed) return;
+  if (phase_ == Phase::kExchange) logRequest(0);  // aborted mid-exchange
+  phase_ = Phase::kClosed;
+  if (ssl_ && !lingering_ && SSL_is_init_finished(ssl_.get())) {
+    SSL_set_quiet_shutdown(ssl_.get(), 0);
+    SSL_shutdown(ssl_.get());  // best effort close_notify; never waits
+  }
+  event_del(read_ev_);
+  event_del(write_ev_);
+  event_del(timer_ev_);
+  upstream_.reset();
+  worker_.retire(this);
+}
+
+}  // namespace tessera::proxy

@@ -1,0 +1,153 @@
+#pragma once
+
+// One client connection: TLS handshake, request parsing with llhttp, routing, the exchange with
+// an upstream connection, and the response back, request after request (keep-alive, pipelining in
+// order).
+//
+// Threading: lives on one worker's thread from accept to close.
+// Ownership: the Worker owns it; close() asks the worker to retire it, and it is destroyed after
+// the current libevent callback returns. The upstream connection of the current exchange is owned
+// here and goes back to the worker's pool when the exchange ends cleanly.
+//
+// Flow control: at most one exchange at a time. Bytes of a pipelined next request wait in `in_`
+// until the current response is done. Reading from the client pauses while the upstream is behind
+// (kHighWater bytes queued for it), and reading from the upstream pauses while the client is.
+
+#include <event2/buffer.h>
+#include <event2/event.h>
+#include <sys/socket.h>
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "proxy/http_message.h"
+#include "proxy/snapshot.h"
+#include "proxy/tls_context.h"
+#include "proxy/upstream_pool.h"
+
+namespace tessera::proxy {
+
+class Worker;
+
+// Bytes queued towards one side before tessera stops reading from the other.
+inline constexpr size_t kHighWater = 1 << 20;
+
+class ClientConnection : private HttpParser::Sink, private UpstreamConn::Handler {
+ public:
+  ClientConnection(Worker& worker, std::shared_ptr<const Snapshot> snapshot, size_t listener,
+                   int fd, const sockaddr_storage& peer);
+  ~ClientConnection() override;
+  ClientConnection(const ClientConnection&) = delete;
+  ClientConnection& operator=(const ClientConnection&) = delete;
+
+  void start();
+  // Worker is draining: close now if idle, else after the current response.
+  void drain();
+
+ private:
+  using Clock = std::chrono::steady_clock;
+  enum class Phase { kHandshake, kWaitRequest, kHead, kExchange, kClosing, kClosed };
+  enum class IoStatus { kOk, kWouldBlock, kEof, kError };
+  class ResponseSink;
+
+  // Client I/O (client_connection.cc).
+  static void onClientEvent(evutil_socket_t fd, short what, void* arg);
+  static void onTimer(evutil_socket_t fd, short what, void* arg);
+  void handleClientReadable();
+  void handleClientWritable();
+  void doHandshake();
+  IoStatus readClient();
+  IoStatus writeClient();
+  void flushClient();
+  void startLinger();
+  void discardInput();
+  void onClientEof();
+  void wantClientRead(bool on);
+  void wantClientWrite(bool on);
+  void armTimer(std::chrono::milliseconds after);
+  void close();
+
+  // Requests (client_connection.cc).
+  void processInput();
+  int onHeadComplete() override;
+  int onBody(const char* data, size_t len) override;
+  int onMessageComplete() override;
+  int rejectHead();
+  void rejectRequest(int status, const char* why);
+  void sendLocalReply(int status, std::string_view body, bool close_after);
+  void finishRequest(int status, bool close_after);
+  void nextRequest();
+  void logRequest(int status);
+
+  // The upstream side (upstream_exchange.cc).
+  void onUpstreamEvent(UpstreamConn& conn, short what) override;
+  void connectUpstream();
+  void onUpstreamConnected();
+  void writeUpstream();
+  void readUpstream();
+  void upstreamConnectFailed(int error, bool timeout);
+  void upstreamEof();
+  void upstreamBroke();
+  void upstreamFailed(int status);
+  void endExchange(bool reusable);
+  void resumeUpstreamRead();
+  int onResponseHead();
+  int onResponseBody(const char* data, size_t len);
+  int onResponseComplete();
+
+  Worker& worker_;
+  std::shared_ptr<const Snapshot> snapshot_;
+  const ListenerTarget& listener_;
+  const conf::Limits& limits_;
+  int fd_;
+  sockaddr_storage peer_;
+  std::string peer_ip_;
+  SslPtr ssl_;
+  event* read_ev_;
+  event* write_ev_;
+  event* timer_ev_;
+  bool reading_ = false;
+  bool writing_ = false;
+  bool client_eof_ = false;
+  bool client_read_paused_ = false;  // the upstream is behind
+  bool lingering_ = false;
+  Phase phase_ = Phase::kHandshake;
+  evbuffer* in_;   // client bytes not parsed yet
+  evbuffer* out_;  // bytes for the client
+  uint64_t requests_ = 0;
+
+  // The current request.
+  HttpParser request_;
+  Clock::time_point request_start_;
+  std::string upstream_head_;  // kept to resend on a fresh connection
+  std::string upstream_head_scratch_;
+  const RouteTarget* route_ = nullptr;
+  bool request_done_ = false;     // the whole request was parsed
+  bool request_chunked_ = false;  // forwarding the body chunked
+  bool expect_continue_ = false;
+  bool head_request_ = false;
+  bool close_after_ = false;      // close once the response is done
+  int reject_status_ = 0;         // set by a Sink callback that refuses the request
+  uint64_t body_bytes_ = 0;
+  uint64_t bytes_in_ = 0;
+  uint64_t bytes_out_ = 0;
+
+  // The exchange with the upstream.
+  std::unique_ptr<UpstreamConn> upstream_;
+  evbuffer* upstream_out_;  // request bytes not yet written upstream
+  uint64_t tried_servers_ = 0;
+  size_t server_index_ = 0;
+  int stale_retries_ = 0;  // pooled connections found closed by the server for this request
+  std::unique_ptr<ResponseSink> response_sink_;
+  std::unique_ptr<HttpParser> response_;
+  bool response_started_ = false;
+  bool response_done_ = false;
+  bool response_chunked_ = false;
+  bool skipping_interim_ = false;
+  bool upstream_read_paused_ = false;
+  std::string upstream_name_;  // "host:port" of the server used, for the access log
+};
+
+}  // namespace tessera::proxy

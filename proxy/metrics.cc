@@ -1,0 +1,99 @@
+#include "proxy/metrics.h"
+
+#include <fmt/format.h>
+
+namespace tessera::proxy {
+
+void WorkerMetrics::observeRequest(int status, uint64_t duration_us) {
+  int cls = (status >= 100 && status < 600) ? status / 100 : 0;
+  bump(requests_by_class[cls]);
+  size_t i = 0;
+  double seconds = static_cast<double>(duration_us) / 1e6;
+  while (i < kDurationBuckets.size() && seconds > kDurationBuckets[i]) ++i;
+  bump(duration_buckets[i]);
+  bump(duration_sum_us, duration_us);
+  bump(duration_count);
+}
+
+namespace {
+
+uint64_t sum(const std::vector<const WorkerMetrics*>& ws, const Counter WorkerMetrics::*field) {
+  uint64_t total = 0;
+  for (const WorkerMetrics* w : ws) total += (w->*field).load(std::memory_order_relaxed);
+  return total;
+}
+
+void family(std::string& out, const char* name, const char* type, const char* help) {
+  out += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+}
+
+void simple(std::string& out, const std::vector<const WorkerMetrics*>& ws, const char* name,
+            const char* type, const char* help, const Counter WorkerMetrics::*field) {
+  family(out, name, type, help);
+  out += fmt::format("{} {}\n", name, sum(ws, field));
+}
+
+void requests(std::string& out, const std::vector<const WorkerMetrics*>& ws) {
+  family(out, "tessera_requests_total", "counter", "Requests answered, by status class.");
+  static const char* kClass[] = {"none", "1xx", "2xx", "3xx", "4xx", "5xx"};
+  for (int c = 0; c < 6; ++c) {
+    uint64_t n = 0;
+    for (const WorkerMetrics* w : ws) n += w->requests_by_class[c].load(std::memory_order_relaxed);
+    out += fmt::format("tessera_requests_total{{class=\"{}\"}} {}\n", kClass[c], n);
+  }
+}
+
+void handshakes(std::string& out, const std::vector<const WorkerMetrics*>& ws) {
+  family(out, "tessera_tls_handshakes_total", "counter", "Completed TLS handshakes, by kind.");
+  out += fmt::format("tessera_tls_handshakes_total{{kind=\"full\"}} {}\n",
+                     sum(ws, &WorkerMetrics::tls_handshakes_full));
+  out += fmt::format("tessera_tls_handshakes_total{{kind=\"resumed\"}} {}\n",
+                     sum(ws, &WorkerMetrics::tls_handshakes_resumed));
+}
+
+void histogram(std::string& out, const std::vector<const WorkerMetrics*>& ws) {
+  family(out, "tessera_request_duration_seconds", "histogram",
+         "Time from the first byte of a request head to the last byte of its response.");
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= kDurationBuckets.size(); ++i) {
+    for (const WorkerMetrics* w : ws) cumulative += w->duration_buckets[i].load(std::memory_order_relaxed);
+    std::string le = i < kDurationBuckets.size() ? fmt::format("{}", kDurationBuckets[i]) : "+Inf";
+    out += fmt::format("tessera_request_duration_seconds_bucket{{le=\"{}\"}} {}\n", le, cumulative);
+  }
+  out += fmt::format("tessera_request_duration_seconds_sum {}\n",
+                     static_cast<double>(sum(ws, &WorkerMetrics::duration_sum_us)) / 1e6);
+  out += fmt::format("tessera_request_duration_seconds_count {}\n",
+                     sum(ws, &WorkerMetrics::duration_count));
+}
+
+}  // namespace
+
+std::string renderPrometheus(const std::vector<const WorkerMetrics*>& ws) {
+  std::string out;
+  using W = WorkerMetrics;
+  simple(out, ws, "tessera_connections_open", "gauge", "Client connections open now.",
+         &W::connections_open);
+  simple(out, ws, "tessera_connections_total", "counter", "Client connections accepted.",
+         &W::connections_total);
+  handshakes(out, ws);
+  simple(out, ws, "tessera_tls_handshake_errors_total", "counter", "Failed TLS handshakes.",
+         &W::tls_handshake_errors);
+  requests(out, ws);
+  simple(out, ws, "tessera_downstream_keepalive_requests_total", "counter",
+         "Requests that reused a client connection.", &W::downstream_keepalive_requests);
+  simple(out, ws, "tessera_bad_requests_total", "counter",
+         "Requests refused as malformed or over a limit (400, 413, 431).", &W::bad_requests);
+  simple(out, ws, "tessera_upstream_connects_total", "counter",
+         "New connections opened to upstream servers.", &W::upstream_connects);
+  simple(out, ws, "tessera_upstream_reuses_total", "counter",
+         "Requests sent on a kept-alive upstream connection.", &W::upstream_reuses);
+  simple(out, ws, "tessera_upstream_connect_errors_total", "counter",
+         "Upstream connections that failed or timed out while connecting.",
+         &W::upstream_connect_errors);
+  simple(out, ws, "tessera_upstream_timeouts_total", "counter",
+         "Upstream responses that did not come within read_timeout.", &W::upstream_timeouts);
+  histogram(out, ws);
+  return out;
+}
+
+}  // namespace tessera::proxy

@@ -1,0 +1,51 @@
+#pragma once
+
+// Counters of one worker, rendered together by the admin listener in Prometheus text format.
+//
+// Threading: each WorkerMetrics is written by exactly one worker thread and read by the admin
+// thread. Values are relaxed atomics, bumped with load+store (single writer), so the data path
+// takes no lock and no locked instruction; a reader may see a count a moment late, never torn.
+
+#include <array>
+#include <atomic>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+namespace tessera::proxy {
+
+using Counter = std::atomic<uint64_t>;
+
+inline void bump(Counter& c, uint64_t n = 1) {
+  c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+}
+inline void drop(Counter& c) { c.store(c.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed); }
+
+// Request duration buckets, in seconds (upper bounds), as Prometheus "le" labels.
+inline constexpr std::array<double, 12> kDurationBuckets = {
+    0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0};
+
+struct alignas(64) WorkerMetrics {
+  Counter connections_open{0};
+  Counter connections_total{0};
+  Counter tls_handshakes_full{0};
+  Counter tls_handshakes_resumed{0};
+  Counter tls_handshake_errors{0};
+  Counter requests_by_class[6] = {};  // index 1..5 = 1xx..5xx; 0 = no status (aborted)
+  Counter downstream_keepalive_requests{0};  // requests that were not the first on a connection
+  Counter bad_requests{0};                   // rejected before routing: 400/413/431
+  Counter upstream_connects{0};
+  Counter upstream_reuses{0};
+  Counter upstream_connect_errors{0};
+  Counter upstream_timeouts{0};
+  Counter duration_buckets[kDurationBuckets.size() + 1] = {};  // last: +Inf
+  Counter duration_sum_us{0};
+  Counter duration_count{0};
+
+  void observeRequest(int status, uint64_t duration_us);
+};
+
+// Prometheus text exposition of the sum over all workers.
+std::string renderPrometheus(const std::vector<const WorkerMetrics*>& workers);
+
+}  // namespace tessera::proxy

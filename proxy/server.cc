@@ -1,0 +1,232 @@
+#include "proxy/server.h"
+
+#include <event2/buffer.h>
+#include <event2/thread.h>
+#include <openssl/ssl.h>
+#include <spdlog/async.h>
+#include <spdlog/sinks/stdout_sinks.h>
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <csignal>
+#include <iostream>
+
+#include "proxy/metrics.h"
+
+namespace tessera::proxy {
+
+namespace {
+
+constexpr timeval kShutdownTick{0, 50 * 1000};
+
+void printErrors(const conf::ConfigError& e) {
+  for (const conf::Error& err : e.errors()) spdlog::error("{}", err.str());
+}
+
+}  // namespace
+
+void setupLogging(const std::string& level) {
+  if (!spdlog::thread_pool()) spdlog::init_thread_pool(8192, 1);
+  if (!spdlog::get("tessera")) {
+    auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
+    auto logger = std::make_shared<spdlog::async_logger>(
+        "tessera", sink, spdlog::thread_pool(), spdlog::async_overflow_policy::overrun_oldest);
+    spdlog::register_logger(logger);
+    spdlog::set_default_logger(logger);
+    spdlog::set_pattern("%Y-%m-%dT%H:%M:%S.%e %^%l%$ %v");
+    spdlog::flush_on(spdlog::level::warn);
+  }
+  spdlog::set_level(spdlog::level::from_str(level));
+}
+
+Server::Server(std::string config_path) : config_path_(std::move(config_path)) {}
+
+Server::~Server() {
+  for (event* ev : signal_events_) event_free(ev);
+  if (shutdown_tick_ != nullptr) event_free(shutdown_tick_);
+  if (admin_ != nullptr) evhttp_free(admin_);
+  workers_.clear();
+  if (base_ != nullptr) event_base_free(base_);
+}
+
+int Server::run() {
+  evthread_use_pthreads();
+  signal(SIGPIPE, SIG_IGN);
+  OPENSSL_init_ssl(0, nullptr);
+  try {
+    snapshot_ = Snapshot::build(conf::loadFile(config_path_));
+  } catch (const conf::ConfigError& e) {
+    setupLogging("info");
+    printErrors(e);
+    spdlog::shutdown();
+    return 1;
+  }
+  setupLogging(snapshot_->config().log.level);
+  base_ = event_base_new();
+  if (!startWorkers() || !startAdmin()) {
+    spdlog::shutdown();
+    return 1;
+  }
+  for (int sig : {SIGTERM, SIGINT, SIGHUP}) {
+    event* ev = evsignal_new(base_, sig, &Server::onSignal, this);
+    event_add(ev, nullptr);
+    signal_events_.push_back(ev);
+  }
+  spdlog::info("tessera {} running with {} workers, config {}", TESSERA_VERSION, workers_.size(),
+               config_path_);
+  event_base_dispatch(base_);
+  for (auto& w : workers_) w->join();
+  spdlog::info("tessera stopped");
+  spdlog::shutdown();
+  return 0;
+}
+
+bool Server::openListenFds(const Snapshot& snap, const std::set<std::string>& skip,
+                           std::vector<Worker::ListenFds>& out) {
+  size_t n = out.size();
+  for (const ListenerTarget& l : snap.listeners()) {
+    if (skip.count(l.address.text) != 0) continue;
+    for (size_t w = 0; w < n; ++w) {
+      std::string error;
+      int fd = openListener(l.address, error);
+      if (fd < 0) {
+        conf::Error e{snap.config().file, l.conf->listen.mark, l.conf->listen.key_path, error};
+        spdlog::error("{}", e.str());
+        for (auto& fds : out) {
+          for (auto& [key, f] : fds) ::close(f);
+        }
+        return false;
+      }
+      out[w][l.address.text] = fd;
+    }
+  }
+  return true;
+}
+
+bool Server::startWorkers() {
+  int n = snapshot_->config().effectiveWorkers();
+  std::vector<Worker::ListenFds> fds(static_cast<size_t>(n));
+  if (!openListenFds(*snapshot_, {}, fds)) return false;
+  for (const ListenerTarget& l : snapshot_->listeners()) {
+    listen_addresses_.insert(l.address.text);
+    spdlog::info("listening on {} ({})", l.address.text, l.tls ? "https" : "http");
+  }
+  for (int i = 0; i < n; ++i) {
+    workers_.push_back(std::make_unique<Worker>(i, snapshot_, std::move(fds[static_cast<size_t>(i)])));
+  }
+  for (auto& w : workers_) w->start();
+  return true;
+}
+
+bool Server::startAdmin() {
+  const auto& listen = snapshot_->config().admin.listen;
+  if (!listen) return true;
+  admin_ = evhttp_new(base_);
+  evhttp_set_gencb(admin_, &Server::onAdminRequest, this);
+  evhttp_set_allowed_methods(admin_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+  std::string host = listen->host;
+  if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
+  if (evhttp_bind_socket(admin_, host.c_str(), listen->port) != 0) {
+    conf::Error e{snapshot_->config().file, listen->mark, "admin.listen",
+                  "cannot listen on " + listen->str()};
+    spdlog::error("{}", e.str());
+    return false;
+  }
+  spdlog::info("admin listening on {}", listen->str());
+  return true;
+}
+
+void Server::onAdminRequest(evhttp_request* req, void* arg) {
+  auto* self = static_cast<Server*>(arg);
+  const char* uri = evhttp_request_get_uri(req);
+  std::string path = uri == nullptr ? "" : uri;
+  path = path.substr(0, path.find('?'));
+  evbuffer* body = evbuffer_new();
+  evkeyvalq* headers = evhttp_request_get_output_headers(req);
+  if (path == "/healthz") {
+    evbuffer_add_printf(body, "%s\n", self->shutting_down_ ? "draining" : "ok");
+    evhttp_add_header(headers, "Content-Type", "text/plain");
+    evhttp_send_reply(req, self->shutting_down_ ? 503 : 200, self->shutting_down_ ? "Service Unavailable" : "OK", body);
+  } else if (path == "/metrics") {
+    std::string text = self->renderMetrics();
+    evbuffer_add(body, text.data(), text.size());
+    evhttp_add_header(headers, "Content-Type", "text/plain; version=0.0.4");
+    evhttp_send_reply(req, 200, "OK", body);
+  } else {
+    evbuffer_add_printf(body, "not found\n");
+    evhttp_send_reply(req, 404, "Not Found", body);
+  }
+  evbuffer_free(body);
+}
+
+std::string Server::renderMetrics() const {
+  std::vector<const WorkerMetrics*> ms;
+  for (const auto& w : workers_) ms.push_back(&w->metrics());
+  return renderPrometheus(ms);
+}
+
+void Server::onSignal(evutil_socket_t sig, short, void* arg) {
+  auto* self = static_cast<Server*>(arg);
+  if (sig == SIGHUP) {
+    self->reload();
+  } else {
+    self->beginShutdown();
+  }
+}
+
+void Server::reload() {
+  std::shared_ptr<const Snapshot> next;
+  try {
+    next = Snapshot::build(conf::loadFile(config_path_));
+  } catch (const conf::ConfigError& e) {
+    spdlog::error("reload of {} refused; still serving the previous config:", config_path_);
+    printErrors(e);
+    return;
+  }
+  std::vector<Worker::ListenFds> fds(workers_.size());
+  if (!openListenFds(*next, listen_addresses_, fds)) {
+    spdlog::error("reload of {} refused; still serving the previous config", config_path_);
+    return;
+  }
+  if (next->config().effectiveWorkers() != static_cast<int>(workers_.size())) {
+    spdlog::warn("reload: a new worker count takes effect on restart only");
+  }
+  if (next->config().admin.listen.has_value() != snapshot_->config().admin.listen.has_value() ||
+      (next->config().admin.listen && next->config().admin.listen->str() != snapshot_->config().admin.listen->str())) {
+    spdlog::warn("reload: a new admin.listen takes effect on restart only");
+  }
+  listen_addresses_.clear();
+  for (const ListenerTarget& l : next->listeners()) listen_addresses_.insert(l.address.text);
+  for (size_t i = 0; i < workers_.size(); ++i) workers_[i]->reload(next, std::move(fds[i]));
+  snapshot_ = next;
+  spdlog::set_level(spdlog::level::from_str(snapshot_->config().log.level));
+  spdlog::info("reloaded {}", config_path_);
+}
+
+void Server::beginShutdown() {
+  if (shutting_down_) return;
+  shutting_down_ = true;
+  spdlog::info("draining: no new connections; in-flight requests get {} ms",
+               snapshot_->config().limits.drain_timeout.count());
+  drain_deadline_ = std::chrono::steady_clock::now() + snapshot_->config().limits.drain_timeout;
+  for (auto& w : workers_) w->drain();
+  shutdown_tick_ = event_new(base_, -1, EV_PERSIST, &Server::onShutdownTick, this);
+  event_add(shutdown_tick_, &kShutdownTick);
+}
+
+void Server::onShutdownTick(evutil_socket_t, short, void* arg) {
+  static_cast<Server*>(arg)->checkShutdown();
+}
+
+void Server::checkShutdown() {
+  bool all_done = true;
+  for (auto& w : workers_) all_done = all_done && w->finished();
+  if (!all_done && std::chrono::steady_clock::now() < drain_deadline_) return;
+  if (!all_done) {
+    spdlog::warn("drain timeout: closing the remaining connections");
+    for (auto& w : workers_) w->stop();
+  }
+  event_base_loopexit(base_, nullptr);
+}
+
+}  // namespace tessera::proxy

@@ -1,0 +1,92 @@
+#include "proxy/snapshot.h"
+
+#include <algorithm>
+
+namespace tessera::proxy {
+
+namespace {
+
+conf::Error addressError(const conf::Config& c, const conf::HostPort& hp, const std::string& what) {
+  return conf::Error{c.file, hp.mark, hp.key_path, what};
+}
+
+bool hostMatches(std::string_view pattern, std::string_view host) {
+  if (pattern == "*") return true;
+  if (pattern.size() > 1 && pattern[0] == '*') {  // "*.example" covers "a.example", not "example"
+    std::string_view suffix = pattern.substr(1);
+    return host.size() > suffix.size() && host.substr(host.size() - suffix.size()) == suffix;
+  }
+  return pattern == host;
+}
+
+}  // namespace
+
+std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const conf::Config> config) {
+  auto snap = std::shared_ptr<Snapshot>(new Snapshot());
+  snap->config_ = config;
+  std::vector<conf::Error> errors;
+  for (const auto& [name, up] : config->upstreams) {
+    UpstreamTarget& t = snap->upstreams_[name];
+    t.conf = &up;
+    for (const conf::HostPort& hp : up.servers) {
+      SocketAddress a;
+      std::string err;
+      if (!resolve(hp, a, err)) errors.push_back(addressError(*config, hp, err));
+      t.servers.push_back(a);
+    }
+  }
+  for (const conf::Listener& l : config->listeners) {
+    ListenerTarget& t = snap->listeners_.emplace_back();
+    t.conf = &l;
+    std::string err;
+    if (!resolve(l.listen, t.address, err)) errors.push_back(addressError(*config, l.listen, err));
+    if (l.tls) t.tls = TlsContexts::build(*l.tls, config->file, errors);
+    for (const conf::Route& r : l.routes) {
+      auto it = snap->upstreams_.find(r.upstream);
+      t.routes.push_back({&r, it == snap->upstreams_.end() ? nullptr : &it->second});
+    }
+  }
+  try {
+    snap->access_log_ = std::make_shared<AccessLogSink>(config->log.access_log, config->log.format);
+  } catch (const std::exception& e) {
+    errors.push_back(conf::Error{config->file, {}, "log.access_log", e.what()});
+  }
+  if (!errors.empty()) throw conf::ConfigError(std::move(errors));
+  return snap;
+}
+
+RequestTarget requestTarget(std::string_view url, const std::string* host_header) {
+  RequestTarget t;
+  std::string_view host;
+  size_t scheme = url.find("://");
+  if (!url.empty() && url[0] != '/' && scheme != std::string_view::npos) {
+    std::string_view rest = url.substr(scheme + 3);
+    size_t slash = rest.find('/');
+    host = rest.substr(0, slash);
+    t.path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+  } else {
+    t.path = url;
+    if (host_header != nullptr) host = *host_header;
+  }
+  if (!host.empty() && host[0] == '[') {
+    host = host.substr(0, host.find(']') + 1);
+  } else {
+    host = host.substr(0, host.find(':'));
+  }
+  t.host.assign(host);
+  std::transform(t.host.begin(), t.host.end(), t.host.begin(),
+                 [](unsigned char c) { return std::tolower(c); });
+  return t;
+}
+
+const RouteTarget* matchRoute(const ListenerTarget& listener, std::string_view host,
+                              std::string_view path) {
+  for (const RouteTarget& r : listener.routes) {
+    if (!hostMatches(r.conf->host, host)) continue;
+    if (path.substr(0, r.conf->path_prefix.size()) != r.conf->path_prefix) continue;
+    return &r;
+  }
+  return nullptr;
+}
+
+}  // namespace tessera::proxy

@@ -1,0 +1,265 @@
+// The upstream half of ClientConnection: connecting (with retry over the upstream's servers and
+// passive health), streaming the request up, parsing the response with llhttp and streaming it
+// back with the framing the client needs.
+
+#include <spdlog/spdlog.h>
+#include <unistd.h>
+
+#include <bit>
+#include <cerrno>
+#include <cstdio>
+
+#include "proxy/client_connection.h"
+#include "proxy/worker.h"
+
+namespace tessera::proxy {
+
+namespace {
+
+constexpr int kReadsPerEvent = 4;
+// A pooled connection the server closed while idle shows up as EOF on first use. Requests with no
+// body are sent again on a fresh connection this many times.
+constexpr int kMaxStaleRetries = 2;
+
+}  // namespace
+
+void ClientConnection::connectUpstream() {
+  const UpstreamTarget& up = *route_->upstream;
+  int error = 0;
+  upstream_ = worker_.pool().acquire(up, tried_servers_, server_index_, error);
+  if (!upstream_) {
+    bump(worker_.counters().upstream_connect_errors);
+    spdlog::warn("upstream {}: no server to connect to: {}", up.conf->name, strerror(error));
+    upstreamFailed(502);
+    return;
+  }
+  if (server_index_ < 64) tried_servers_ |= 1ull << server_index_;
+  upstream_name_ = upstream_->server().text;
+  upstream_->setHandler(this);
+  response_->reset();
+  if (upstream_->reused) {
+    upstream_->connecting = false;
+    onUpstreamConnected();
+    return;
+  }
+  upstream_->wantWrite(true);
+  upstream_->armTimer(up.conf->connect_timeout);
+}
+
+// The connect failed or timed out: skip this server for a while and try the next one.
+void ClientConnection::upstreamConnectFailed(int error, bool timeout) {
+  const UpstreamTarget& up = *route_->upstream;
+  bump(worker_.counters().upstream_connect_errors);
+  spdlog::warn("upstream {}: connect to {} failed: {}", up.conf->name, upstream_name_,
+               timeout ? "timed out" : strerror(error));
+  worker_.pool().markFailed(upstream_->server(), up.conf->fail_timeout);
+  upstream_.reset();
+  if (static_cast<size_t>(std::popcount(tried_servers_)) < up.servers.size()) {
+    connectUpstream();
+    return;
+  }
+  upstreamFailed(timeout ? 504 : 502);
+}
+
+void ClientConnection::onUpstreamEvent(UpstreamConn& conn, short what) {
+  if ((what & EV_TIMEOUT) != 0) {
+    if (conn.connecting) {
+      upstreamConnectFailed(ETIMEDOUT, true);
+      return;
+    }
+    bump(worker_.counters().upstream_timeouts);
+    spdlog::warn("upstream {}: no response from {} within read_timeout", route_->upstream->conf->name,
+                 upstream_name_);
+    upstreamFailed(504);
+    return;
+  }
+  if (conn.connecting) {
+    if ((what & EV_WRITE) == 0) return;
+    if (int err = conn.connectResult(); err != 0) {
+      upstreamConnectFailed(err, false);
+      return;
+    }
+    conn.connecting = false;
+    onUpstreamConnected();
+    return;
+  }
+  if ((what & EV_READ) != 0) readUpstream();
+  if ((what & EV_WRITE) != 0 && upstream_ && phase_ == Phase::kExchange) writeUpstream();
+}
+
+void ClientConnection::onUpstreamConnected() {
+  upstream_->disarmTimer();
+  upstream_->wantRead(true);
+  upstream_->armTimer(route_->upstream->conf->read_timeout);
+  writeUpstream();
+}
+
+void ClientConnection::writeUpstream() {
+  while (evbuffer_get_length(upstream_out_) > 0) {
+    int n = evbuffer_write(upstream_out_, upstream_->fd());
+    if (n > 0) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
+      upstream_->wantWrite(true);
+      return;
+    }
+    upstreamBroke();
+    return;
+  }
+  upstream_->wantWrite(false);
+  if (client_read_paused_ && phase_ == Phase::kExchange) {
+    client_read_paused_ = false;
+    wantClientRead(true);
+    event_active(read_ev_, EV_READ, 0);  // bytes may already wait in `in_` or inside TLS
+  }
+}
+
+void ClientConnection::readUpstream() {
+  for (int i = 0; i < kReadsPerEvent && upstream_ && !upstream_read_paused_; ++i) {
+    ssize_t n = ::read(upstream_->fd(), worker_.scratch(), worker_.scratchSize());
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    if (n <= 0) {
+      upstreamEof();
+      return;
+    }
+    HttpParser::Result r = response_->feed(worker_.scratch(), static_cast<size_t>(n));
+    if (r.error == HPE_PAUSED) {
+      // Bytes after the response would be a protocol violation: do not reuse the connection.
+      endExchange(r.consumed == static_cast<size_t>(n));
+      return;
+    }
+    if (r.error != HPE_OK) {
+      spdlog::warn("upstream {}: bad response from {}: {}", route_->upstream->conf->name,
+                   upstream_name_, response_->errorReason());
+      upstreamFailed(502);
+      return;
+    }
+  }
+  if (!upstream_) return;
+  upstream_->armTimer(route_->upstream->conf->read_timeout);
+  flushClient();
+  if (phase_ != Phase::kClosed && upstream_ && evbuffer_get_length(out_) > kHighWater) {
+    upstream_read_paused_ = true;  // the client is slower than the upstream
+    upstream_->wantRead(false);
+  }
+}
+
+void ClientConnection::resumeUpstreamRead() {
+  upstream_read_paused_ = false;
+  if (upstream_) {
+    upstream_->wantRead(true);
+    readUpstream();
+  }
+}
+
+// The upstream closed (or reset) the connection.
+void ClientConnection::upstreamEof() {
+  if (response_started_ && response_->messageNeedsEof()) {
+    if (response_->finish() == HPE_OK) {  // a read-until-close body just ended
+      endExchange(false);
+      return;
+    }
+  }
+  upstreamBroke();
+}
+
+// The connection failed before or during the response.
+void ClientConnection::upstreamBroke() {
+  if (response_started_) {
+    close();  // a truncated body cannot be repaired; the client sees the connection end
+    return;
+  }
+  bool no_body = !request_chunked_ && request_.head().content_length.value_or(0) == 0;
+  if (upstream_->reused && !response_->inMessage() && no_body && request_done_ &&
+      stale_retries_ < kMaxStaleRetries) {
+    // The server closed a pooled connection as we sent on it. Nothing was processed.
+    ++stale_retries_;
+    upstream_.reset();
+    evbuffer_drain(upstream_out_, evbuffer_get_length(upstream_out_));
+    evbuffer_add(upstream_out_, upstream_head_.data(), upstream_head_.size());
+    tried_servers_ &= ~(1ull << server_index_);
+    connectUpstream();
+    return;
+  }
+  spdlog::warn("upstream {}: {} closed the connection before a full response",
+               route_->upstream->conf->name, upstream_name_);
+  upstreamFailed(502);
+}
+
+void ClientConnection::upstreamFailed(int status) {
+  upstream_.reset();
+  evbuffer_drain(upstream_out_, evbuffer_get_length(upstream_out_));
+  if (response_started_) {
+    close();
+    return;
+  }
+  std::string body = status == 504 ? "upstream timed out\n" : "upstream unavailable\n";
+  sendLocalReply(status, body, !request_done_);
+}
+
+void ClientConnection::endExchange(bool reusable) {
+  reusable = reusable && request_done_ && evbuffer_get_length(upstream_out_) == 0 &&
+             response_->shouldKeepAlive();
+  if (reusable) {
+    worker_.pool().release(std::move(upstream_), route_->upstream->conf->keepalive);
+  }
+  upstream_.reset();
+  upstream_read_paused_ = false;
+  finishRequest(response_->head().status, !request_done_);
+}
+
+int ClientConnection::onResponseHead() {
+  const MessageHead& h = response_->head();
+  if (h.status >= 100 && h.status < 200) {
+    // Interim responses (100, 103) are dropped: tessera answers Expect itself, and an HTTP/1.0
+    // client could not take them. 101 never comes, since Upgrade is not forwarded.
+    skipping_interim_ = true;
+    return h.status == 101 ? -1 : 0;
+  }
+  response_started_ = true;
+  ResponseFraming f;
+  f.http10_client = request_.head().http_minor == 0;
+  f.no_body = head_request_ || h.status == 204 || h.status == 304;
+  bool known_length = h.content_length.has_value() && !h.chunked;
+  f.chunked = !f.no_body && !known_length && !f.http10_client;
+  bool delimited = f.no_body || known_length || f.chunked;
+  f.keep_alive = delimited && !close_after_ && request_.head().keep_alive && !worker_.draining();
+  close_after_ = close_after_ || !f.keep_alive;
+  response_chunked_ = f.chunked;
+  std::string& head = upstream_head_scratch_;
+  head.clear();
+  writeClientResponseHead(h, f, head);
+  evbuffer_add(out_, head.data(), head.size());
+  bytes_out_ += head.size();
+  return head_request_ ? 1 : 0;
+}
+
+int ClientConnection::onResponseBody(const char* data, size_t len) {
+  if (response_chunked_) {
+    char size_line[24];
+    int n = snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
+    evbuffer_add(out_, size_line, static_cast<size_t>(n));
+    evbuffer_add(out_, data, len);
+    evbuffer_add(out_, "\r\n", 2);
+    bytes_out_ += static_cast<size_t>(n) + len + 2;
+  } else {
+    evbuffer_add(out_, data, len);
+    bytes_out_ += len;
+  }
+  return 0;
+}
+
+int ClientConnection::onResponseComplete() {
+  if (skipping_interim_) {
+    skipping_interim_ = false;
+    return 0;  // the real response follows on the same connection
+  }
+  if (response_chunked_) {
+    evbuffer_add(out_, "0\r\n\r\n", 5);
+    bytes_out_ += 5;
+  }
+  response_done_ = true;
+  return HPE_PAUSED;
+}
+
+}  // namespace tessera::proxy

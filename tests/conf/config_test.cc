@@ -1,0 +1,599 @@
+#include "conf/config.h"
+
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+namespace tessera::conf {
+namespace {
+
+using std::chrono::milliseconds;
+
+// Loads `yaml`, which must be invalid, and returns every error as Error::str().
+std::vector<std::string> errorsOf(const std::string& yaml) {
+  try {
+    loadString(yaml, "test.yaml");
+  } catch (const ConfigError& e) {
+    std::vector<std::string> out;
+    for (const Error& error : e.errors()) out.push_back(error.str());
+    return out;
+  }
+  ADD_FAILURE() << "expected a ConfigError for:\n" << yaml;
+  return {};
+}
+
+// The smallest valid config; tests append sections to it. Occupies lines 1-6.
+constexpr const char* kMinimal = R"(listeners:
+  - listen: 127.0.0.1:8080
+upstreams:
+  app:
+    servers: [127.0.0.1:9000]
+)";
+
+std::shared_ptr<const Config> load(const std::string& yaml) {
+  return loadString(yaml, "test.yaml");
+}
+
+TEST(ConfigTest, FullExample) {
+  auto config = load(R"(workers: 4
+listeners:
+  - name: public
+    listen: 127.0.0.1:8443
+    trust_forwarded_headers: true
+    tls:
+      certificates:
+        - { cert: a.crt, key: a.key }
+        - { cert: b.crt, key: b.key }
+      min_version: "1.3"
+      alpn: [h2, http/1.1]
+    routes:
+      - { host: "*.Example.com", path_prefix: /api, upstream: api }
+      - { upstream: app }
+upstreams:
+  app:
+    servers: [127.0.0.1:9000, "[::1]:9001", localhost:9002]
+    keepalive: 8
+    connect_timeout: 500ms
+    read_timeout: 1m
+    fail_timeout: 1h
+  api:
+    servers: [10.0.0.1:80]
+limits:
+  max_header_bytes: 8KiB
+  header_timeout: 5s
+  idle_timeout: 90
+  max_body_bytes: 1GB
+  drain_timeout: 250ms
+admin: { listen: "[::1]:9999" }
+log: { level: debug, access_log: /var/log/tessera.log, format: common }
+)");
+  EXPECT_EQ(config->file, "test.yaml");
+  EXPECT_EQ(config->workers, 4);
+  EXPECT_EQ(config->effectiveWorkers(), 4);
+
+  ASSERT_EQ(config->listeners.size(), 1u);
+  const Listener& l = config->listeners[0];
+  EXPECT_EQ(l.name, "public");
+  EXPECT_EQ(l.listen.host, "127.0.0.1");
+  EXPECT_EQ(l.listen.port, 8443);
+  EXPECT_EQ(l.listen.mark.line, 4);
+  EXPECT_EQ(l.listen.mark.column, 13);
+  EXPECT_EQ(l.listen.key_path, "listeners[0].listen");
+  EXPECT_TRUE(l.trust_forwarded_headers);
+
+  ASSERT_TRUE(l.tls.has_value());
+  ASSERT_EQ(l.tls->certificates.size(), 2u);
+  EXPECT_EQ(l.tls->certificates[0].cert, "a.crt");
+  EXPECT_EQ(l.tls->certificates[0].key, "a.key");
+  EXPECT_EQ(l.tls->certificates[1].cert, "b.crt");
+  EXPECT_EQ(l.tls->certificates[1].key, "b.key");
+  EXPECT_EQ(l.tls->certificates[1].key_path, "listeners[0].tls.certificates[1]");
+  EXPECT_EQ(l.tls->certificates[1].mark.line, 9);
+  EXPECT_EQ(l.tls->certificates[1].mark.column, 11);
+  EXPECT_EQ(l.tls->min_version, TlsVersion::k1_3);
+  EXPECT_EQ(l.tls->alpn, (std::vector<std::string>{"h2", "http/1.1"}));
+
+  ASSERT_EQ(l.routes.size(), 2u);
+  EXPECT_EQ(l.routes[0].host, "*.example.com");  // lowercased
+  EXPECT_EQ(l.routes[0].path_prefix, "/api");
+  EXPECT_EQ(l.routes[0].upstream, "api");
+  EXPECT_EQ(l.routes[1].host, "*");
+  EXPECT_EQ(l.routes[1].path_prefix, "/");
+  EXPECT_EQ(l.routes[1].upstream, "app");
+
+  ASSERT_EQ(config->upstreams.size(), 2u);
+  const Upstream& app = config->upstreams.at("app");
+  EXPECT_EQ(app.name, "app");
+  ASSERT_EQ(app.servers.size(), 3u);
+  EXPECT_EQ(app.servers[0].str(), "127.0.0.1:9000");
+  EXPECT_EQ(app.servers[1].host, "::1");
+  EXPECT_EQ(app.servers[1].str(), "[::1]:9001");
+  EXPECT_EQ(app.servers[2].str(), "localhost:9002");
+  EXPECT_EQ(app.servers[2].key_path, "upstreams.app.servers[2]");
+  EXPECT_EQ(app.keepalive, 8);
+  EXPECT_EQ(app.connect_timeout, milliseconds(500));
+  EXPECT_EQ(app.read_timeout, milliseconds(60'000));
+  EXPECT_EQ(app.fail_timeout, milliseconds(3'600'000));
+  EXPECT_EQ(config->upstreams.at("api").servers.at(0).str(), "10.0.0.1:80");
+
+  EXPECT_EQ(config->limits.max_header_bytes, 8192u);
+  EXPECT_EQ(config->limits.header_timeout, milliseconds(5000));
+  EXPECT_EQ(config->limits.idle_timeout, milliseconds(90'000));
+  EXPECT_EQ(config->limits.max_body_bytes, 1'000'000'000u);
+  EXPECT_EQ(config->limits.drain_timeout, milliseconds(250));
+
+  ASSERT_TRUE(config->admin.listen.has_value());
+  EXPECT_EQ(config->admin.listen->str(), "[::1]:9999");
+  EXPECT_EQ(config->admin.listen->key_path, "admin.listen");
+  EXPECT_EQ(config->log.level, "debug");
+  EXPECT_EQ(config->log.access_log, "/var/log/tessera.log");
+  EXPECT_EQ(config->log.format, "common");
+}
+
+TEST(ConfigTest, Defaults) {
+  auto config = load(kMinimal);
+  EXPECT_EQ(config->workers, 0);
+  EXPECT_GE(config->effectiveWorkers(), 1);
+
+  ASSERT_EQ(config->listeners.size(), 1u);
+  const Listener& l = config->listeners[0];
+  EXPECT_EQ(l.name, "listener0");
+  EXPECT_EQ(l.listen.str(), "127.0.0.1:8080");
+  EXPECT_FALSE(l.tls.has_value());
+  EXPECT_FALSE(l.trust_forwarded_headers);
+  ASSERT_EQ(l.routes.size(), 1u);
+  EXPECT_EQ(l.routes[0].host, "*");
+  EXPECT_EQ(l.routes[0].path_prefix, "/");
+  EXPECT_EQ(l.routes[0].upstream, "app");
+
+  const Upstream& app = config->upstreams.at("app");
+  EXPECT_EQ(app.keepalive, 64);
+  EXPECT_EQ(app.connect_timeout, milliseconds(2000));
+  EXPECT_EQ(app.read_timeout, milliseconds(30'000));
+  EXPECT_EQ(app.fail_timeout, milliseconds(10'000));
+
+  EXPECT_EQ(config->limits.max_header_bytes, 16384u);
+  EXPECT_EQ(config->limits.header_timeout, milliseconds(10'000));
+  EXPECT_EQ(config->limits.idle_timeout, milliseconds(60'000));
+  EXPECT_EQ(config->limits.max_body_bytes, 10u << 20);
+  EXPECT_EQ(config->limits.drain_timeout, milliseconds(10'000));
+
+  ASSERT_TRUE(config->admin.listen.has_value());
+  EXPECT_EQ(config->admin.listen->str(), "127.0.0.1:9901");
+  EXPECT_EQ(config->log.level, "info");
+  EXPECT_EQ(config->log.access_log, "stdout");
+  EXPECT_EQ(config->log.format, "json");
+}
+
+TEST(ConfigTest, TlsDefaults) {
+  auto config = load(std::string(kMinimal) + R"(    keepalive: 0
+)");
+  EXPECT_EQ(config->upstreams.at("app").keepalive, 0);
+
+  config = load(R"(listeners:
+  - listen: 127.0.0.1:8443
+    tls: { certificates: [{ cert: c.pem, key: k.pem }] }
+upstreams: { app: { servers: [127.0.0.1:9000] } }
+)");
+  const Tls& tls = config->listeners.at(0).tls.value();
+  EXPECT_EQ(tls.min_version, TlsVersion::k1_2);
+  EXPECT_EQ(tls.alpn, std::vector<std::string>{"http/1.1"});
+}
+
+TEST(ConfigTest, Workers) {
+  EXPECT_EQ(load(std::string(kMinimal) + "workers: auto\n")->workers, 0);
+  EXPECT_EQ(load(std::string(kMinimal) + "workers: 3\n")->workers, 3);
+  const std::string expected =
+      "test.yaml:6:10: workers: expected \"auto\" or a number from 1 to 1024";
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "workers: 0\n"), std::vector{expected});
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "workers: -2\n"), std::vector{expected});
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "workers: many\n"), std::vector{expected});
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "workers: 1025\n"), std::vector{expected});
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "workers: [1]\n"), std::vector{expected});
+}
+
+TEST(ConfigTest, EffectiveWorkers) {
+  Config config;
+  config.workers = 7;
+  EXPECT_EQ(config.effectiveWorkers(), 7);
+  config.workers = 0;
+  EXPECT_GE(config.effectiveWorkers(), 1);
+}
+
+TEST(ParseTest, Duration) {
+  EXPECT_EQ(parseDuration("250ms"), milliseconds(250));
+  EXPECT_EQ(parseDuration("2s"), milliseconds(2000));
+  EXPECT_EQ(parseDuration("2"), milliseconds(2000));
+  EXPECT_EQ(parseDuration("0"), milliseconds(0));
+  EXPECT_EQ(parseDuration("3m"), milliseconds(180'000));
+  EXPECT_EQ(parseDuration("2h"), milliseconds(7'200'000));
+  for (const char* bad : {"", "s", "ms", "1.5s", "-1s", "+1s", "1 s", " 1s", "1S", "1d", "1sec",
+                          "99999999999999999999", "9999999999999999h"}) {
+    EXPECT_EQ(parseDuration(bad), std::nullopt) << bad;
+  }
+}
+
+TEST(ParseTest, Size) {
+  EXPECT_EQ(parseSize("512"), 512u);
+  EXPECT_EQ(parseSize("0"), 0u);
+  EXPECT_EQ(parseSize("16KiB"), 16384u);
+  EXPECT_EQ(parseSize("10MiB"), 10485760u);
+  EXPECT_EQ(parseSize("1GiB"), 1073741824u);
+  EXPECT_EQ(parseSize("2KB"), 2000u);
+  EXPECT_EQ(parseSize("3MB"), 3'000'000u);
+  EXPECT_EQ(parseSize("4GB"), 4'000'000'000u);
+  for (const char* bad : {"", "KiB", "1.5MiB", "-1", "1 KiB", "1kib", "1K", "1TiB", "10MiBs",
+                          "99999999999999999999", "99999999999GiB"}) {
+    EXPECT_EQ(parseSize(bad), std::nullopt) << bad;
+  }
+}
+
+TEST(ParseTest, HostPort) {
+  auto v4 = parseHostPort("127.0.0.1:80");
+  ASSERT_TRUE(v4.has_value());
+  EXPECT_EQ(v4->host, "127.0.0.1");
+  EXPECT_EQ(v4->port, 80);
+  EXPECT_EQ(v4->str(), "127.0.0.1:80");
+
+  auto v6 = parseHostPort("[::1]:65535");
+  ASSERT_TRUE(v6.has_value());
+  EXPECT_EQ(v6->host, "::1");
+  EXPECT_EQ(v6->port, 65535);
+  EXPECT_EQ(v6->str(), "[::1]:65535");
+
+  auto name = parseHostPort("localhost:1");
+  ASSERT_TRUE(name.has_value());
+  EXPECT_EQ(name->host, "localhost");
+  EXPECT_EQ(name->port, 1);
+
+  for (const char* bad : {"", "localhost", ":80", "localhost:", "localhost:0", "localhost:65536",
+                          "localhost:-1", "localhost:+80", "localhost:8o", "::1:80", "[::1]80",
+                          "[::1]", "[]:80", "[zz]:80", "a b:80", "http://x:80"}) {
+    EXPECT_EQ(parseHostPort(bad), std::nullopt) << bad;
+  }
+}
+
+TEST(ConfigTest, DurationsAndSizesInConfig) {
+  auto config = load(std::string(kMinimal) + R"(limits:
+  max_header_bytes: 1024
+  header_timeout: 3
+  max_body_bytes: 64KiB
+)");
+  EXPECT_EQ(config->limits.max_header_bytes, 1024u);
+  EXPECT_EQ(config->limits.header_timeout, milliseconds(3000));
+  EXPECT_EQ(config->limits.max_body_bytes, 65536u);
+
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + R"(limits:
+  max_header_bytes: 0
+  header_timeout: 0ms
+  idle_timeout: soon
+  max_body_bytes: 10 MiB
+  drain_timeout: { s: 1 }
+)"),
+            (std::vector<std::string>{
+                "test.yaml:7:21: limits.max_header_bytes: must be greater than 0",
+                "test.yaml:8:19: limits.header_timeout: must be greater than 0",
+                "test.yaml:9:17: limits.idle_timeout: expected a duration like 250ms or 2s",
+                "test.yaml:10:19: limits.max_body_bytes: expected a size like 16384, 64KiB or "
+                "10MiB",
+                "test.yaml:11:18: limits.drain_timeout: expected a duration like 250ms or 2s",
+            }));
+}
+
+TEST(ConfigTest, UnknownKeyTopLevel) {
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "listners: []\n"),
+            std::vector<std::string>{"test.yaml:6:1: listners: unknown key"});
+}
+
+TEST(ConfigTest, UnknownKeyNested) {
+  EXPECT_EQ(errorsOf(R"(listeners:
+  - listen: 127.0.0.1:8443
+    tls:
+      certificates: [{ cert: c.pem, key: k.pem, chain: x.pem }]
+      ciphers: ALL
+upstreams:
+  app:
+    servers: [127.0.0.1:9000]
+    weight: 2
+)"),
+            (std::vector<std::string>{
+                "test.yaml:4:49: listeners[0].tls.certificates[0].chain: unknown key",
+                "test.yaml:5:7: listeners[0].tls.ciphers: unknown key",
+                "test.yaml:9:5: upstreams.app.weight: unknown key",
+            }));
+}
+
+TEST(ConfigTest, MissingListen) {
+  EXPECT_EQ(errorsOf(R"(listeners:
+  - name: public
+upstreams: { app: { servers: [127.0.0.1:9000] } }
+)"),
+            std::vector<std::string>{"test.yaml:2:5: listeners[0].listen: required"});
+}
+
+TEST(ConfigTest, MissingTopLevelSections) {
+  EXPECT_EQ(errorsOf("workers: 2\n"),
+            (std::vector<std::string>{"test.yaml:1:1: upstreams: required",
+                                      "test.yaml:1:1: listeners: required"}));
+}
+
+TEST(ConfigTest, BadUpstreamServer) {
+  EXPECT_EQ(errorsOf(R"(listeners: [{ listen: 127.0.0.1:8080 }]
+upstreams:
+  app:
+    servers: [127.0.0.1, "127.0.0.1:70000"]
+)"),
+            (std::vector<std::string>{
+                "test.yaml:4:15: upstreams.app.servers[0]: expected host:port",
+                "test.yaml:4:26: upstreams.app.servers[1]: expected host:port",
+            }));
+}
+
+TEST(ConfigTest, RouteToUnknownUpstream) {
+  EXPECT_EQ(errorsOf(R"(listeners:
+  - listen: 127.0.0.1:8080
+    routes:
+      - { host: shop.example, upstream: shop }
+upstreams: { app: { servers: [127.0.0.1:9000] } }
+)"),
+            std::vector<std::string>{
+                "test.yaml:4:41: listeners[0].routes[0].upstream: unknown upstream \"shop\""});
+}
+
+TEST(ConfigTest, RouteValues) {
+  EXPECT_EQ(errorsOf(R"(listeners:
+  - listen: 127.0.0.1:8080
+    routes:
+      - { host: "shop.*", upstream: app }
+      - { host: "a b", path_prefix: api, upstream: app }
+      - { host: "*.", upstream: "" }
+      - { path_prefix: / }
+upstreams: { app: { servers: [127.0.0.1:9000] } }
+)"),
+            (std::vector<std::string>{
+                "test.yaml:4:17: listeners[0].routes[0].host: expected \"*\", a host name or "
+                "\"*.suffix\"",
+                "test.yaml:5:17: listeners[0].routes[1].host: expected \"*\", a host name or "
+                "\"*.suffix\"",
+                "test.yaml:5:37: listeners[0].routes[1].path_prefix: must start with \"/\"",
+                "test.yaml:6:17: listeners[0].routes[2].host: expected \"*\", a host name or "
+                "\"*.suffix\"",
+                "test.yaml:6:33: listeners[0].routes[2].upstream: must not be empty",
+                "test.yaml:7:9: listeners[0].routes[3].upstream: required",
+            }));
+}
+
+TEST(ConfigTest, RoutesRequiredWithSeveralUpstreams) {
+  EXPECT_EQ(errorsOf(R"(listeners:
+  - listen: 127.0.0.1:8080
+upstreams:
+  a: { servers: [127.0.0.1:9000] }
+  b: { servers: [127.0.0.1:9001] }
+)"),
+            std::vector<std::string>{"test.yaml:2:5: listeners[0].routes: required"});
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "    routes: []\n"),
+            std::vector<std::string>{"test.yaml:6:5: upstreams.app.routes: unknown key"});
+  EXPECT_EQ(errorsOf(R"(listeners:
+  - listen: 127.0.0.1:8080
+    routes: []
+upstreams: { app: { servers: [127.0.0.1:9000] } }
+)"),
+            std::vector<std::string>{"test.yaml:3:13: listeners[0].routes: must not be empty"});
+}
+
+TEST(ConfigTest, MultipleErrorsCollectedInFileOrder) {
+  const std::string yaml = R"(workers: none
+listeners:
+  - listen: nowhere
+    trust_forwarded_headers: maybe
+upstreams:
+  app:
+    servers: []
+    keepalive: -1
+log: { level: loud, format: xml, color: true }
+)";
+  // In file order, although upstreams are checked before listeners.
+  const std::vector<std::string> expected = {
+      "test.yaml:1:10: workers: expected \"auto\" or a number from 1 to 1024",
+      "test.yaml:3:13: listeners[0].listen: expected host:port",
+      "test.yaml:4:30: listeners[0].trust_forwarded_headers: expected true or false",
+      "test.yaml:7:14: upstreams.app.servers: must not be empty",
+      "test.yaml:8:16: upstreams.app.keepalive: expected an integer >= 0",
+      "test.yaml:9:15: log.level: expected one of trace, debug, info, warn, error, critical, off",
+      "test.yaml:9:29: log.format: expected json or common",
+      "test.yaml:9:34: log.color: unknown key",
+  };
+  EXPECT_EQ(errorsOf(yaml), expected);
+  try {
+    load(yaml);
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    std::string joined;
+    for (const std::string& line : expected) joined += (joined.empty() ? "" : "\n") + line;
+    EXPECT_EQ(std::string(e.what()), joined);
+    EXPECT_EQ(e.errors().size(), 8u);
+  }
+}
+
+TEST(ConfigTest, YamlSyntaxError) {
+  EXPECT_EQ(errorsOf("listeners: [\nupstreams: {}\n"),
+            std::vector<std::string>{"test.yaml:3:1: end of sequence flow not found"});
+  EXPECT_EQ(errorsOf("workers: a: b\n"),
+            std::vector<std::string>{"test.yaml:1:11: illegal map value"});
+}
+
+TEST(ConfigTest, NotADocument) {
+  EXPECT_EQ(errorsOf(""),
+            std::vector<std::string>{"test.yaml:1:1: empty document: expected a map"});
+  EXPECT_EQ(errorsOf("# only a comment\n"),
+            std::vector<std::string>{"test.yaml:1:1: empty document: expected a map"});
+  EXPECT_EQ(errorsOf("- a\n- b\n"), std::vector<std::string>{"test.yaml:1:1: expected a map"});
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "---\nworkers: 2\n"),
+            std::vector<std::string>{"test.yaml:7:1: expected a single YAML document"});
+}
+
+TEST(ConfigTest, WrongTypes) {
+  EXPECT_EQ(errorsOf(R"(listeners:
+  listen: 127.0.0.1:8080
+upstreams:
+  app:
+    servers: 127.0.0.1:9000
+limits: 5
+admin:
+log: [info]
+)"),
+            (std::vector<std::string>{
+                "test.yaml:2:3: listeners: expected a list",
+                "test.yaml:5:14: upstreams.app.servers: expected a list",
+                "test.yaml:6:9: limits: expected a map",
+                // A null value is blamed on its key: yaml-cpp gives it the next token's mark.
+                "test.yaml:7:1: admin: expected a map",
+                "test.yaml:8:6: log: expected a map",
+            }));
+  EXPECT_EQ(errorsOf(R"(listeners:
+  - listen: { host: 127.0.0.1, port: 8080 }
+    name:
+upstreams: { app: { servers: [127.0.0.1:9000] } }
+)"),
+            (std::vector<std::string>{
+                "test.yaml:2:13: listeners[0].listen: expected host:port",
+                "test.yaml:3:5: listeners[0].name: expected a string",
+            }));
+}
+
+TEST(ConfigTest, DuplicateKey) {
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "workers: 1\nworkers: 2\n"),
+            std::vector<std::string>{"test.yaml:7:1: workers: duplicate key"});
+}
+
+TEST(ConfigTest, DuplicateListenerNameAndAddress) {
+  // listeners[3] gets the default name "listener3", which listeners[2] already took.
+  EXPECT_EQ(errorsOf(R"(listeners:
+  - { name: a, listen: 127.0.0.1:8080 }
+  - { name: a, listen: 127.0.0.1:8081 }
+  - { name: listener3, listen: 127.0.0.1:8082 }
+  - { listen: 127.0.0.1:8080 }
+upstreams: { app: { servers: [127.0.0.1:9000] } }
+)"),
+            (std::vector<std::string>{
+                "test.yaml:3:13: listeners[1].name: duplicate listener name \"a\" (also "
+                "listeners[0].name)",
+                "test.yaml:5:5: listeners[3].name: duplicate listener name \"listener3\" (also "
+                "listeners[2].name)",
+                "test.yaml:5:15: listeners[3].listen: duplicate address 127.0.0.1:8080 (also "
+                "listeners[0].listen)",
+            }));
+}
+
+TEST(ConfigTest, AdminOff) {
+  auto config = load(std::string(kMinimal) + "admin: { listen: off }\n");
+  EXPECT_FALSE(config->admin.listen.has_value());
+  config = load(std::string(kMinimal) + "admin: {}\n");
+  ASSERT_TRUE(config->admin.listen.has_value());
+  EXPECT_EQ(config->admin.listen->str(), "127.0.0.1:9901");
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "admin: { listen: false }\n"),
+            std::vector<std::string>{"test.yaml:6:18: admin.listen: expected host:port"});
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "admin: { listen: \"127.0.0.1:8080\" }\n"),
+            std::vector<std::string>{
+                "test.yaml:2:13: listeners[0].listen: address 127.0.0.1:8080 is also used by "
+                "admin.listen"});
+}
+
+std::string withTls(const std::string& tls) {
+  return "listeners:\n  - listen: 127.0.0.1:8443\n    tls: " + tls +
+         "\nupstreams: { app: { servers: [127.0.0.1:9000] } }\n";
+}
+
+TEST(ConfigTest, MinVersion) {
+  const std::string certs = "certificates: [{ cert: c, key: k }]";
+  auto version = [&](const std::string& value) {
+    return load(withTls("{ " + certs + ", min_version: " + value + " }"))
+        ->listeners[0]
+        .tls->min_version;
+  };
+  EXPECT_EQ(version("\"1.2\""), TlsVersion::k1_2);
+  EXPECT_EQ(version("1.2"), TlsVersion::k1_2);
+  EXPECT_EQ(version("\"1.3\""), TlsVersion::k1_3);
+  EXPECT_EQ(version("1.3"), TlsVersion::k1_3);
+  const std::string expected =
+      "test.yaml:3:62: listeners[0].tls.min_version: expected \"1.2\" or \"1.3\"";
+  EXPECT_EQ(errorsOf(withTls("{ " + certs + ", min_version: 1.1 }")), std::vector{expected});
+  EXPECT_EQ(errorsOf(withTls("{ " + certs + ", min_version: 1.20 }")), std::vector{expected});
+  EXPECT_EQ(errorsOf(withTls("{ " + certs + ", min_version: TLSv1.3 }")), std::vector{expected});
+}
+
+TEST(ConfigTest, TlsCertificates) {
+  EXPECT_EQ(
+      errorsOf(withTls("{ certificates: [] }")),
+      std::vector<std::string>{"test.yaml:3:26: listeners[0].tls.certificates: must not be empty"});
+  EXPECT_EQ(errorsOf(withTls("{ alpn: [h2] }")),
+            std::vector<std::string>{"test.yaml:3:10: listeners[0].tls.certificates: required"});
+  EXPECT_EQ(errorsOf(withTls("{ certificates: [{ cert: c.pem }, x.pem], alpn: [\"\"] }")),
+            (std::vector<std::string>{
+                "test.yaml:3:27: listeners[0].tls.certificates[0].key: required",
+                "test.yaml:3:44: listeners[0].tls.certificates[1]: expected a map",
+                "test.yaml:3:59: listeners[0].tls.alpn[0]: must not be empty",
+            }));
+}
+
+TEST(ConfigTest, ErrorStr) {
+  EXPECT_EQ((Error{"f.yaml", {3, 7}, "a.b", "bad"}).str(), "f.yaml:3:7: a.b: bad");
+  EXPECT_EQ((Error{"f.yaml", {3, 7}, "", "bad"}).str(), "f.yaml:3:7: bad");
+  EXPECT_EQ((Error{"f.yaml", {}, "", "cannot read: x"}).str(), "f.yaml: cannot read: x");
+}
+
+TEST(ConfigTest, LoadFileMissing) {
+  try {
+    loadFile("/nonexistent/tessera.yaml");
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.errors().size(), 1u);
+    EXPECT_EQ(e.errors()[0].mark.line, 0);
+    EXPECT_EQ(std::string(e.what()),
+              "/nonexistent/tessera.yaml: cannot read: No such file or directory");
+  }
+}
+
+TEST(ConfigTest, LoadFileDirectory) {
+  const std::string path = std::string(TESSERA_SOURCE_DIR) + "/conf";
+  try {
+    loadFile(path);
+    FAIL() << "expected a ConfigError";
+  } catch (const ConfigError& e) {
+    EXPECT_EQ(std::string(e.what()), path + ": cannot read: Is a directory");
+  }
+}
+
+TEST(ConfigTest, ExampleFileLoads) {
+  const std::string path = std::string(TESSERA_SOURCE_DIR) + "/conf/tessera.yaml";
+  std::shared_ptr<const Config> config;
+  try {
+    config = loadFile(path);
+  } catch (const ConfigError& e) {
+    FAIL() << e.what();
+  }
+  EXPECT_EQ(config->file, path);
+  EXPECT_EQ(config->workers, 0);
+  ASSERT_EQ(config->listeners.size(), 1u);
+  const Listener& l = config->listeners[0];
+  EXPECT_EQ(l.name, "public");
+  EXPECT_EQ(l.listen.str(), "127.0.0.1:8443");
+  ASSERT_TRUE(l.tls.has_value());
+  ASSERT_EQ(l.tls->certificates.size(), 1u);
+  EXPECT_EQ(l.tls->certificates[0].cert, "conf/certs/demo.crt");
+  EXPECT_EQ(l.tls->certificates[0].key, "conf/certs/demo.key");
+  EXPECT_EQ(l.tls->min_version, TlsVersion::k1_2);
+  EXPECT_EQ(l.tls->alpn, std::vector<std::string>{"http/1.1"});
+  ASSERT_EQ(l.routes.size(), 1u);
+  EXPECT_EQ(l.routes[0].upstream, "app");
+  const Upstream& app = config->upstreams.at("app");
+  EXPECT_EQ(app.servers.at(0).str(), "127.0.0.1:9000");
+  EXPECT_EQ(app.keepalive, 64);
+  EXPECT_EQ(config->limits.max_body_bytes, 10u << 20);
+  EXPECT_EQ(config->admin.listen->str(), "127.0.0.1:9901");
+  EXPECT_EQ(config->log.format, "json");
+}
+
+}  // namespace
+}  // namespace tessera::conf

@@ -62,9 +62,9 @@ struct HostPort {
 };
 
 struct Certificate {
-  std::string cert;  // PEM chain path, as written (relative to the working directory)
-  std::string key;   // PEM private key path
-  Mark mark;         // of the list item
+  std::string cert;      // PEM chain path, as written (relative to the working directory)
+  std::string key;       // PEM private key path
+  Mark mark;             // of the list item
   std::string key_path;  // "listeners[0].tls.certificates[0]"
 };
 
@@ -83,10 +83,10 @@ struct Route {
 };
 
 struct Listener {
-  std::string name;                 // defaults to "listener<N>"; unique
-  HostPort listen;                  // required
-  std::optional<Tls> tls;           // absent: plain HTTP
-  std::vector<Route> routes;        // at least one; first match wins
+  std::string name;                      // defaults to "listener<N>"; unique
+  HostPort listen;                       // required
+  std::optional<Tls> tls;                // absent: plain HTTP
+  std::vector<Route> routes;             // at least one; first match wins
   bool trust_forwarded_headers = false;  // true: append to client-sent X-Forwarded-For
 };
 
@@ -118,10 +118,10 @@ struct Log {
 };
 
 struct Config {
-  std::string file;  // the path it was loaded from, for messages
-  int workers = 0;   // 0 = auto (number of cores)
-  std::vector<Listener> listeners;                 // at least one
-  std::map<std::string, Upstream> upstreams;       // at least one
+  std::string file;                           // the path it was loaded from, for messages
+  int workers = 0;                            // 0 = auto (number of cores)
+  std::vector<Listener> listeners;            // at least one
+  std::map<std::string, Upstream> upstreams;  // at least one
   Limits limits;
   Admin admin;
   Log log;

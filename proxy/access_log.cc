@@ -19,14 +19,26 @@ void appendJsonString(std::string& out, std::string_view s) {
   out.push_back('"');
   for (char c : s) {
     switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\r': out += "\\r"; break;
-      case '\t': out += "\\t"; break;
+      case '"':
+        out += "\\\"";
+        break;
+      case '\\':
+        out += "\\\\";
+        break;
+      case '\n':
+        out += "\\n";
+        break;
+      case '\r':
+        out += "\\r";
+        break;
+      case '\t':
+        out += "\\t";
+        break;
       default:
-        if (static_cast<unsigned char>(c) < 0x20) {
-          out += fmt::format("\\u{:04x}", static_cast<unsigned>(c));
+        // Control bytes, and bytes >= 0x80 (a URL is not promised to be UTF-8): escaped, so the
+        // line is always valid JSON.
+        if (static_cast<unsigned char>(c) < 0x20 || static_cast<unsigned char>(c) >= 0x80) {
+          out += fmt::format("\\u{:04x}", static_cast<unsigned>(static_cast<unsigned char>(c)));
         } else {
           out.push_back(c);
         }
@@ -126,8 +138,13 @@ void formatAccessCommon(const AccessRecord& r, std::string& out) {
   gmtime_r(&secs, &tm);
   char when[40];
   size_t n = strftime(when, sizeof(when), "%d/%b/%Y:%H:%M:%S +0000", &tm);
+  std::string path;
+  for (char c : r.path) {  // keep the quoted request field unambiguous
+    if (c == '"' || c == '\\') path.push_back('\\');
+    path.push_back(c);
+  }
   out += fmt::format("{} - - [{}] \"{} {} HTTP/1.1\" {} {}\n", r.client, std::string_view(when, n),
-                     r.method, r.path, r.status, r.bytes_out);
+                     r.method, path, r.status, r.bytes_out);
 }
 
 }  // namespace tessera::proxy

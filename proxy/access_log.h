@@ -23,7 +23,7 @@ struct AccessRecord {
   uint64_t bytes_in = 0;
   uint64_t bytes_out = 0;
   uint64_t duration_us = 0;
-  std::string_view upstream;  // "host:port", or "" when answered by tessera itself
+  std::string_view upstream;     // "host:port", or "" when answered by tessera itself
   std::string_view tls_version;  // "" on plain HTTP
   bool tls_resumed = false;
 };

@@ -15,8 +15,8 @@ namespace tessera::proxy {
 namespace {
 
 constexpr size_t kReadChunk = 16384;
-constexpr int kReadsPerEvent = 4;         // then let other connections run
-constexpr size_t kMaxPipelined = 65536;   // unparsed bytes held while a response is pending
+constexpr int kReadsPerEvent = 4;        // then let other connections run
+constexpr size_t kMaxPipelined = 65536;  // unparsed bytes held while a response is pending
 constexpr std::chrono::milliseconds kLinger{2000};
 
 timeval toTimeval(std::chrono::milliseconds ms) {
@@ -50,8 +50,10 @@ ClientConnection::ClientConnection(Worker& worker, std::shared_ptr<const Snapsho
       request_(HttpParser::Type::kRequest, *this),
       response_sink_(std::make_unique<ResponseSink>(*this)),
       response_(std::make_unique<HttpParser>(HttpParser::Type::kResponse, *response_sink_)) {
-  read_ev_ = event_new(worker.base(), fd, EV_READ | EV_PERSIST, &ClientConnection::onClientEvent, this);
-  write_ev_ = event_new(worker.base(), fd, EV_WRITE | EV_PERSIST, &ClientConnection::onClientEvent, this);
+  read_ev_ =
+      event_new(worker.base(), fd, EV_READ | EV_PERSIST, &ClientConnection::onClientEvent, this);
+  write_ev_ =
+      event_new(worker.base(), fd, EV_WRITE | EV_PERSIST, &ClientConnection::onClientEvent, this);
   timer_ev_ = evtimer_new(worker.base(), &ClientConnection::onTimer, this);
   in_ = evbuffer_new();
   out_ = evbuffer_new();
@@ -326,18 +328,30 @@ void ClientConnection::processInput() {
       request_start_ = Clock::now();
       armTimer(limits_.header_timeout);  // from the first byte of the head (slowloris)
     }
-    HttpParser::Result r = request_.feed(static_cast<const char*>(v.iov_base), v.iov_len);
+    // While in the head, feed at most one byte past the header limit: llhttp skips some bytes
+    // (whitespace) without reporting them, so only counting what it consumes is exact.
+    size_t len = v.iov_len;
+    bool in_head = phase_ == Phase::kHead;
+    if (in_head) len = std::min<size_t>(len, limits_.max_header_bytes - head_raw_bytes_ + 1);
+    HttpParser::Result r = request_.feed(static_cast<const char*>(v.iov_base), len);
     evbuffer_drain(in_, r.consumed);
     bytes_in_ += r.consumed;
+    if (in_head && phase_ == Phase::kHead) head_raw_bytes_ += r.consumed;
+    if (r.error == HPE_OK && head_raw_bytes_ > limits_.max_header_bytes) {
+      rejectRequest(431, "request head over max_header_bytes");
+      return;
+    }
     if (r.error == HPE_OK) continue;
     if (r.error == HPE_PAUSED) break;  // the whole request is in; the next waits its turn
-    rejectRequest(reject_status_ != 0 ? reject_status_ : (request_.headTooLarge() ? 431 : 400),
-                  request_.errorReason());
+    int status = reject_status_ != 0 ? reject_status_ : (request_.headTooLarge() ? 431 : 400);
+    rejectRequest(status, request_.rejection() ? request_.rejection() : request_.errorReason());
     return;
   }
   if (phase_ != Phase::kExchange) return;
-  if (!request_done_) armTimer(limits_.idle_timeout);  // a client that stops mid-body
-  else event_del(timer_ev_);
+  if (!request_done_)
+    armTimer(limits_.idle_timeout);  // a client that stops mid-body
+  else
+    event_del(timer_ev_);
   // Nothing goes upstream before this point: a request that turned out bad in this batch of
   // bytes has been answered above and never reaches the backend.
   if (!upstream_) {
@@ -395,6 +409,9 @@ int ClientConnection::rejectHead() {
     }
   }
   if (hosts > 1 || (hosts == 0 && h.http_minor >= 1)) return 400;  // RFC 9112 3.2
+  // A Transfer-Encoding that does not end in chunked leaves the body length unknowable (RFC 9112
+  // 6.3); llhttp would refuse it only after this callback, so refuse it here, before any 100.
+  if (!h.chunked && h.headers.find("transfer-encoding") != nullptr) return 400;
   RequestTarget target = requestTarget(h.url, host);
   route_ = matchRoute(listener_, target.host, target.path);
   if (route_ == nullptr || route_->upstream == nullptr) return 404;
@@ -443,10 +460,11 @@ void ClientConnection::rejectRequest(int status, const char* why) {
 void ClientConnection::sendLocalReply(int status, std::string_view body, bool close_after) {
   close_after = close_after || close_after_;
   char head[256];
-  int n = snprintf(head, sizeof(head),
-                   "HTTP/1.1 %d %.*s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n",
-                   status, static_cast<int>(reasonPhrase(status).size()), reasonPhrase(status).data(),
-                   body.size(), close_after ? "Connection: close\r\n" : "");
+  int n =
+      snprintf(head, sizeof(head),
+               "HTTP/1.1 %d %.*s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n",
+               status, static_cast<int>(reasonPhrase(status).size()), reasonPhrase(status).data(),
+               body.size(), close_after ? "Connection: close\r\n" : "");
   evbuffer_add(out_, head, static_cast<size_t>(n));
   bytes_out_ += static_cast<uint64_t>(n);
   if (!head_request_) {
@@ -475,6 +493,7 @@ void ClientConnection::nextRequest() {
   expect_continue_ = false;
   head_request_ = false;
   reject_status_ = 0;
+  head_raw_bytes_ = 0;
   body_bytes_ = bytes_in_ = bytes_out_ = 0;
   tried_servers_ = 0;
   stale_retries_ = 0;
@@ -486,21 +505,25 @@ void ClientConnection::nextRequest() {
   if (phase_ == Phase::kClosed) return;
   if (!client_eof_) wantClientRead(true);
   // A pipelined request already buffered: handle it from the event loop, not recursively.
-  if (evbuffer_get_length(in_) > 0) event_active(read_ev_, EV_READ, 0);
-  else if (client_eof_) close();
+  if (evbuffer_get_length(in_) > 0)
+    event_active(read_ev_, EV_READ, 0);
+  else if (client_eof_)
+    close();
 }
 
 void ClientConnection::logRequest(int status) {
   WorkerMetrics& m = worker_.counters();
   auto now = Clock::now();
-  uint64_t us = request_start_ == Clock::time_point{}
-                    ? 0
-                    : std::chrono::duration_cast<std::chrono::microseconds>(now - request_start_).count();
+  uint64_t us =
+      request_start_ == Clock::time_point{}
+          ? 0
+          : std::chrono::duration_cast<std::chrono::microseconds>(now - request_start_).count();
   m.observeRequest(status, us);
   const MessageHead& h = request_.head();
   AccessRecord r;
   r.time_us = std::chrono::duration_cast<std::chrono::microseconds>(
-                  std::chrono::system_clock::now().time_since_epoch()).count();
+                  std::chrono::system_clock::now().time_since_epoch())
+                  .count();
   r.client = peer_ip_;
   r.method = h.method;
   r.path = h.url;
@@ -508,7 +531,8 @@ void ClientConnection::logRequest(int status) {
   r.bytes_in = bytes_in_;
   r.bytes_out = bytes_out_;
   r.duration_us = us;
-  r.upstream = response_started_ || upstream_ ? std::string_view(upstream_name_) : std::string_view();
+  r.upstream =
+      response_started_ || upstream_ ? std::string_view(upstream_name_) : std::string_view();
   if (ssl_) {
     r.tls_version = SSL_get_version(ssl_.get());
     r.tls_resumed = SSL_session_reused(ssl_.get()) != 0;

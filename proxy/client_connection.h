@@ -128,8 +128,9 @@ class ClientConnection : private HttpParser::Sink, private UpstreamConn::Handler
   bool request_chunked_ = false;  // forwarding the body chunked
   bool expect_continue_ = false;
   bool head_request_ = false;
-  bool close_after_ = false;      // close once the response is done
-  int reject_status_ = 0;         // set by a Sink callback that refuses the request
+  bool close_after_ = false;     // close once the response is done
+  int reject_status_ = 0;        // set by a Sink callback that refuses the request
+  uint64_t head_raw_bytes_ = 0;  // bytes of the request head consumed so far
   uint64_t body_bytes_ = 0;
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;

@@ -30,13 +30,34 @@ void appendHeader(std::string& out, std::string_view name, std::string_view valu
   out.append("\r\n", 2);
 }
 
-// True if `name` is listed in a Connection header of `headers` (those are hop-by-hop too).
-bool namedByConnection(const HeaderList& headers, std::string_view name) {
-  for (const Header& h : headers) {
-    if (equalsIgnoreCase(h.name, "connection") && hasToken(h.value, name)) return true;
+// Header names listed in the Connection headers of a message: hop-by-hop too (RFC 9110 7.6.1).
+// Collected once per head, so rewriting stays linear in the number of headers.
+class ConnectionTokens {
+ public:
+  explicit ConnectionTokens(const HeaderList& headers) {
+    for (const Header& h : headers) {
+      if (equalsIgnoreCase(h.name, "connection")) add(h.value);
+    }
   }
-  return false;
-}
+  bool contains(std::string_view name) const {
+    for (std::string_view t : tokens_) {
+      if (equalsIgnoreCase(t, name)) return true;
+    }
+    return false;
+  }
+
+ private:
+  void add(std::string_view list) {
+    while (!list.empty()) {
+      size_t comma = list.find(',');
+      std::string_view item = trim(list.substr(0, comma));
+      if (!item.empty()) tokens_.push_back(item);
+      if (comma == std::string_view::npos) break;
+      list.remove_prefix(comma + 1);
+    }
+  }
+  std::vector<std::string_view> tokens_;
+};
 
 }  // namespace
 
@@ -119,6 +140,7 @@ HttpParser::HttpParser(Type type, Sink& sink) : sink_(sink) {
 
 HttpParser::Result HttpParser::feed(const char* data, size_t len) {
   Result r;
+  feed_start_ = data;
   r.error = llhttp_execute(&parser_, data, len);
   if (r.error == HPE_OK) {
     r.consumed = len;
@@ -126,6 +148,7 @@ HttpParser::Result HttpParser::feed(const char* data, size_t len) {
     const char* pos = llhttp_get_error_pos(&parser_);
     r.consumed = (pos != nullptr && pos >= data && pos <= data + len) ? pos - data : 0;
   }
+  if (r.consumed > 0) last_fed_byte_ = data[r.consumed - 1];
   return r;
 }
 
@@ -147,6 +170,8 @@ void HttpParser::reset() {
   in_message_ = false;
   head_bytes_ = 0;
   head_too_large_ = false;
+  rejection_ = nullptr;
+  last_fed_byte_ = 0;
 }
 
 bool HttpParser::countHead(size_t len) {
@@ -160,6 +185,7 @@ int HttpParser::onMessageBegin(llhttp_t* p) {
   HttpParser& s = self(p);
   s.head_bytes_ = 0;
   s.head_too_large_ = false;
+  s.rejection_ = nullptr;
   s.head_.clear();
   s.current_ = nullptr;
   s.in_value_ = false;
@@ -195,6 +221,14 @@ int HttpParser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
     s.current_ = &s.head_.headers.append();
     s.in_value_ = false;
   }
+  // llhttp keeps whitespace before the colon in the name ("Host : x"); RFC 9112 5.1 says reject,
+  // or "Host " would slip past every check that looks for "host".
+  for (size_t i = 0; i < len; ++i) {
+    if (at[i] == ' ' || at[i] == '\t') {
+      s.rejection_ = "whitespace in a header name";
+      return HPE_USER;
+    }
+  }
   s.current_->name.append(at, len);
   return 0;
 }
@@ -202,6 +236,14 @@ int HttpParser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
 int HttpParser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
   HttpParser& s = self(p);
   if (!s.countHead(len)) return HPE_USER;
+  // A value span that starts right after a line feed is an obs-fold continuation line (llhttp
+  // unfolds them silently); RFC 9112 5.2 lets a server reject it, and a proxy should, so that
+  // tessera and the backend can never read the header differently.
+  char before = at > s.feed_start_ ? at[-1] : s.last_fed_byte_;
+  if (len > 0 && before == '\n') {  // (an empty value comes as a 0-byte span after its CRLF)
+    s.rejection_ = "obs-fold (header continuation line)";
+    return HPE_USER;
+  }
   s.in_value_ = true;
   s.current_->value.append(at, len);
   return 0;
@@ -210,6 +252,10 @@ int HttpParser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
 int HttpParser::onHeaderValueComplete(llhttp_t* p) {
   HttpParser& s = self(p);
   s.in_value_ = true;  // an empty value never calls onHeaderValue
+  if (s.current_ != nullptr) {
+    std::string& v = s.current_->value;  // llhttp keeps trailing whitespace: drop it
+    while (!v.empty() && (v.back() == ' ' || v.back() == '\t')) v.pop_back();
+  }
   // ": " and CRLF are not reported as data; count them so the cap matches the wire.
   return s.countHead(4) ? 0 : HPE_USER;
 }
@@ -237,9 +283,9 @@ int HttpParser::onMessageCompleteCb(llhttp_t* p) {
 }
 
 bool isHopByHop(std::string_view name) {
-  static constexpr std::string_view kHop[] = {
-      "connection", "keep-alive", "proxy-connection", "te", "trailer", "transfer-encoding",
-      "upgrade"};
+  static constexpr std::string_view kHop[] = {"connection", "keep-alive", "proxy-connection",
+                                              "te",         "trailer",    "transfer-encoding",
+                                              "upgrade"};
   for (std::string_view h : kHop) {
     if (equalsIgnoreCase(name, h)) return true;
   }
@@ -256,35 +302,45 @@ bool isReplacedRequestHeader(std::string_view name) {
          equalsIgnoreCase(name, "content-length");
 }
 
-void writeForwarded(const MessageHead& req, const ForwardInfo& fwd, std::string& out) {
-  const std::string* prior = fwd.trust_forwarded ? req.headers.find("x-forwarded-for") : nullptr;
+void writeForwarded(const MessageHead& req, const ForwardInfo& fwd, std::string_view host,
+                    std::string& out) {
   out.append("X-Forwarded-For: ");
-  if (prior != nullptr && !prior->empty()) {
-    out.append(*prior);
-    out.append(", ");
+  if (fwd.trust_forwarded) {  // every hop the client's side already recorded, in order
+    for (const Header& h : req.headers) {
+      if (!equalsIgnoreCase(h.name, "x-forwarded-for") || h.value.empty()) continue;
+      out.append(h.value);
+      out.append(", ");
+    }
   }
   out.append(fwd.client_ip);
   out.append("\r\n");
   appendHeader(out, "X-Forwarded-Proto", fwd.proto);
-  if (const std::string* host = req.headers.find("host")) {
-    appendHeader(out, "X-Forwarded-Host", *host);
-  }
+  if (!host.empty()) appendHeader(out, "X-Forwarded-Host", host);
 }
 
 }  // namespace
 
 void writeUpstreamRequestHead(const MessageHead& req, const ForwardInfo& fwd, std::string& out) {
+  // An absolute-form target ("GET http://host/path") names the host itself; RFC 9112 3.2.2 says
+  // it overrides Host. Backends get origin-form and a Host that agrees with the routing.
+  AbsoluteTarget abs = splitAbsoluteForm(req.url);
+  const std::string* host_header = req.headers.find("host");
+  std::string_view host =
+      abs.absolute ? abs.authority : (host_header ? std::string_view(*host_header) : "");
   out.append(req.method);
   out.push_back(' ');
-  out.append(req.url);
+  out.append(abs.absolute ? std::string_view(abs.path) : std::string_view(req.url));
   out.append(" HTTP/1.1\r\n");
-  bool has_connection = req.headers.find("connection") != nullptr;
+  ConnectionTokens listed(req.headers);
   for (const Header& h : req.headers) {
     if (isHopByHop(h.name) || isReplacedRequestHeader(h.name)) continue;
-    if (has_connection && namedByConnection(req.headers, h.name)) continue;
+    bool is_host = equalsIgnoreCase(h.name, "host");
+    if (is_host && abs.absolute) continue;
+    if (!is_host && listed.contains(h.name)) continue;
     appendHeader(out, h.name, h.value);
   }
-  writeForwarded(req, fwd, out);
+  if (abs.absolute) appendHeader(out, "Host", abs.authority);
+  writeForwarded(req, fwd, host, out);
   if (fwd.chunked) {
     out.append("Transfer-Encoding: chunked\r\n");
   } else if (fwd.content_length) {
@@ -295,6 +351,25 @@ void writeUpstreamRequestHead(const MessageHead& req, const ForwardInfo& fwd, st
   out.append("\r\n");
 }
 
+AbsoluteTarget splitAbsoluteForm(std::string_view url) {
+  AbsoluteTarget t;
+  size_t scheme = url.find("://");
+  if (url.empty() || url[0] == '/' || scheme == std::string_view::npos) return t;
+  std::string_view rest = url.substr(scheme + 3);
+  size_t end = rest.find_first_of("/?#");
+  std::string_view authority = rest.substr(0, end);
+  if (size_t at = authority.rfind('@'); at != std::string_view::npos) {
+    authority.remove_prefix(at + 1);  // userinfo is never forwarded
+  }
+  t.absolute = true;
+  t.authority = authority;
+  // "http://h?q" has an empty path: origin-form needs the "/" (RFC 9112 3.2.1).
+  std::string_view tail = end == std::string_view::npos ? std::string_view() : rest.substr(end);
+  if (tail.empty() || tail.front() != '/') t.path.push_back('/');
+  t.path.append(tail);
+  return t;
+}
+
 void writeClientResponseHead(const MessageHead& resp, const ResponseFraming& framing,
                              std::string& out) {
   out.append(framing.http10_client ? "HTTP/1.0 " : "HTTP/1.1 ");
@@ -302,12 +377,12 @@ void writeClientResponseHead(const MessageHead& resp, const ResponseFraming& fra
   out.push_back(' ');
   out.append(resp.reason.empty() ? reasonPhrase(resp.status) : std::string_view(resp.reason));
   out.append("\r\n");
-  bool has_connection = resp.headers.find("connection") != nullptr;
+  ConnectionTokens listed(resp.headers);
   for (const Header& h : resp.headers) {
     // Content-Length stays when the body is passed through as is (and on HEAD/304 replies).
     if (isHopByHop(h.name)) continue;
     if (framing.chunked && equalsIgnoreCase(h.name, "content-length")) continue;
-    if (has_connection && namedByConnection(resp.headers, h.name)) continue;
+    if (listed.contains(h.name)) continue;
     appendHeader(out, h.name, h.value);
   }
   if (framing.chunked) out.append("Transfer-Encoding: chunked\r\n");
@@ -321,27 +396,70 @@ void writeClientResponseHead(const MessageHead& resp, const ResponseFraming& fra
 
 std::string_view reasonPhrase(int status) {
   switch (status) {
-    case 100: return "Continue";
-    case 200: return "OK";
-    case 201: return "Created";
-    case 204: return "No Content";
-    case 301: return "Moved Permanently";
-    case 302: return "Found";
-    case 304: return "Not Modified";
-    case 400: return "Bad Request";
-    case 401: return "Unauthorized";
-    case 403: return "Forbidden";
-    case 404: return "Not Found";
-    case 405: return "Method Not Allowed";
-    case 408: return "Request Timeout";
-    case 413: return "Content Too Large";
-    case 417: return "Expectation Failed";
-    case 431: return "Request Header Fields Too Large";
-    case 500: return "Internal Server Error";
-    case 502: return "Bad Gateway";
-    case 503: return "Service Unavailable";
-    case 504: return "Gateway Timeout";
-    default: return "Unknown";
+    case 100:
+      return "Continue";
+    case 200:
+      return "OK";
+    case 201:
+      return "Created";
+    case 202:
+      return "Accepted";
+    case 204:
+      return "No Content";
+    case 206:
+      return "Partial Content";
+    case 301:
+      return "Moved Permanently";
+    case 302:
+      return "Found";
+    case 303:
+      return "See Other";
+    case 304:
+      return "Not Modified";
+    case 307:
+      return "Temporary Redirect";
+    case 308:
+      return "Permanent Redirect";
+    case 400:
+      return "Bad Request";
+    case 401:
+      return "Unauthorized";
+    case 403:
+      return "Forbidden";
+    case 404:
+      return "Not Found";
+    case 405:
+      return "Method Not Allowed";
+    case 408:
+      return "Request Timeout";
+    case 413:
+      return "Content Too Large";
+    case 409:
+      return "Conflict";
+    case 410:
+      return "Gone";
+    case 411:
+      return "Length Required";
+    case 412:
+      return "Precondition Failed";
+    case 415:
+      return "Unsupported Media Type";
+    case 417:
+      return "Expectation Failed";
+    case 429:
+      return "Too Many Requests";
+    case 431:
+      return "Request Header Fields Too Large";
+    case 500:
+      return "Internal Server Error";
+    case 502:
+      return "Bad Gateway";
+    case 503:
+      return "Service Unavailable";
+    case 504:
+      return "Gateway Timeout";
+    default:
+      return "Unknown";
   }
 }
 

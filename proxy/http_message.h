@@ -111,6 +111,8 @@ class HttpParser {
   // stops with an error and headTooLarge() is true. 0 = no cap.
   void setMaxHeadBytes(uint64_t max) { max_head_bytes_ = max; }
   bool headTooLarge() const { return head_too_large_; }
+  // Why the last feed() failed, when it was a check of ours rather than llhttp's own.
+  const char* rejection() const { return rejection_; }
 
  private:
   static int onMessageBegin(llhttp_t* p);
@@ -131,6 +133,9 @@ class HttpParser {
   Header* current_ = nullptr;
   bool in_value_ = false;
   bool in_message_ = false;
+  const char* feed_start_ = nullptr;
+  char last_fed_byte_ = 0;  // the byte before feed_start_, from the previous feed
+  const char* rejection_ = nullptr;
   uint64_t max_head_bytes_ = 0;
   uint64_t head_bytes_ = 0;
   bool head_too_large_ = false;
@@ -148,6 +153,15 @@ struct ForwardInfo {
   bool chunked = false;
   std::optional<uint64_t> content_length;
 };
+
+// A request target in absolute-form ("http://host:port/path?q"), split. `absolute` is false for
+// origin-form ("/path"), and then the other fields are empty.
+struct AbsoluteTarget {
+  bool absolute = false;
+  std::string_view authority;  // host[:port], userinfo removed
+  std::string path;            // origin-form "/..."
+};
+AbsoluteTarget splitAbsoluteForm(std::string_view url);
 
 // Hop-by-hop headers (RFC 9110 7.6.1): never forwarded in either direction.
 bool isHopByHop(std::string_view name);

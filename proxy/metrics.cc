@@ -56,7 +56,8 @@ void histogram(std::string& out, const std::vector<const WorkerMetrics*>& ws) {
          "Time from the first byte of a request head to the last byte of its response.");
   uint64_t cumulative = 0;
   for (size_t i = 0; i <= kDurationBuckets.size(); ++i) {
-    for (const WorkerMetrics* w : ws) cumulative += w->duration_buckets[i].load(std::memory_order_relaxed);
+    for (const WorkerMetrics* w : ws)
+      cumulative += w->duration_buckets[i].load(std::memory_order_relaxed);
     std::string le = i < kDurationBuckets.size() ? fmt::format("{}", kDurationBuckets[i]) : "+Inf";
     out += fmt::format("tessera_request_duration_seconds_bucket{{le=\"{}\"}} {}\n", le, cumulative);
   }

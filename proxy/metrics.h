@@ -19,7 +19,9 @@ using Counter = std::atomic<uint64_t>;
 inline void bump(Counter& c, uint64_t n = 1) {
   c.store(c.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
 }
-inline void drop(Counter& c) { c.store(c.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed); }
+inline void drop(Counter& c) {
+  c.store(c.load(std::memory_order_relaxed) - 1, std::memory_order_relaxed);
+}
 
 // Request duration buckets, in seconds (upper bounds), as Prometheus "le" labels.
 inline constexpr std::array<double, 12> kDurationBuckets = {
@@ -31,7 +33,7 @@ struct alignas(64) WorkerMetrics {
   Counter tls_handshakes_full{0};
   Counter tls_handshakes_resumed{0};
   Counter tls_handshake_errors{0};
-  Counter requests_by_class[6] = {};  // index 1..5 = 1xx..5xx; 0 = no status (aborted)
+  Counter requests_by_class[6] = {};         // index 1..5 = 1xx..5xx; 0 = no status (aborted)
   Counter downstream_keepalive_requests{0};  // requests that were not the first on a connection
   Counter bad_requests{0};                   // rejected before routing: 400/413/431
   Counter upstream_connects{0};

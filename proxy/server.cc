@@ -112,7 +112,8 @@ bool Server::startWorkers() {
     spdlog::info("listening on {} ({})", l.address.text, l.tls ? "https" : "http");
   }
   for (int i = 0; i < n; ++i) {
-    workers_.push_back(std::make_unique<Worker>(i, snapshot_, std::move(fds[static_cast<size_t>(i)])));
+    workers_.push_back(
+        std::make_unique<Worker>(i, snapshot_, std::move(fds[static_cast<size_t>(i)])));
   }
   for (auto& w : workers_) w->start();
   return true;
@@ -146,7 +147,8 @@ void Server::onAdminRequest(evhttp_request* req, void* arg) {
   if (path == "/healthz") {
     evbuffer_add_printf(body, "%s\n", self->shutting_down_ ? "draining" : "ok");
     evhttp_add_header(headers, "Content-Type", "text/plain");
-    evhttp_send_reply(req, self->shutting_down_ ? 503 : 200, self->shutting_down_ ? "Service Unavailable" : "OK", body);
+    evhttp_send_reply(req, self->shutting_down_ ? 503 : 200,
+                      self->shutting_down_ ? "Service Unavailable" : "OK", body);
   } else if (path == "/metrics") {
     std::string text = self->renderMetrics();
     evbuffer_add(body, text.data(), text.size());
@@ -192,7 +194,8 @@ void Server::reload() {
     spdlog::warn("reload: a new worker count takes effect on restart only");
   }
   if (next->config().admin.listen.has_value() != snapshot_->config().admin.listen.has_value() ||
-      (next->config().admin.listen && next->config().admin.listen->str() != snapshot_->config().admin.listen->str())) {
+      (next->config().admin.listen &&
+       next->config().admin.listen->str() != snapshot_->config().admin.listen->str())) {
     spdlog::warn("reload: a new admin.listen takes effect on restart only");
   }
   listen_addresses_.clear();

@@ -61,9 +61,11 @@ RequestTarget requestTarget(std::string_view url, const std::string* host_header
   size_t scheme = url.find("://");
   if (!url.empty() && url[0] != '/' && scheme != std::string_view::npos) {
     std::string_view rest = url.substr(scheme + 3);
-    size_t slash = rest.find('/');
-    host = rest.substr(0, slash);
-    t.path = slash == std::string_view::npos ? std::string_view("/") : rest.substr(slash);
+    size_t end = rest.find_first_of("/?#");
+    host = rest.substr(0, end);
+    if (size_t at = host.rfind('@'); at != std::string_view::npos) host.remove_prefix(at + 1);
+    bool has_path = end != std::string_view::npos && rest[end] == '/';
+    t.path = has_path ? rest.substr(end) : std::string_view("/");
   } else {
     t.path = url;
     if (host_header != nullptr) host = *host_header;

@@ -39,7 +39,8 @@ int openListener(const SocketAddress& address, std::string& error) {
   int one = 1;
   setsockopt(fd, SOL_SOCKET, SO_REUSEADDR, &one, sizeof(one));
   setsockopt(fd, SOL_SOCKET, SO_REUSEPORT, &one, sizeof(one));
-  if (address.addr.ss_family == AF_INET6) setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
+  if (address.addr.ss_family == AF_INET6)
+    setsockopt(fd, IPPROTO_IPV6, IPV6_V6ONLY, &one, sizeof(one));
   if (::bind(fd, address.sa(), address.len) != 0 || ::listen(fd, 4096) != 0) {
     error = "cannot listen on " + address.text + ": " + strerror(errno);
     ::close(fd);

@@ -23,7 +23,8 @@ std::string lowerCase(std::string s) {
 
 std::vector<std::string> certificateNames(X509* cert) {
   std::vector<std::string> names;
-  auto* sans = static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
+  auto* sans =
+      static_cast<GENERAL_NAMES*>(X509_get_ext_d2i(cert, NID_subject_alt_name, nullptr, nullptr));
   for (int i = 0; sans != nullptr && i < sk_GENERAL_NAME_num(sans); ++i) {
     const GENERAL_NAME* gn = sk_GENERAL_NAME_value(sans, i);
     if (gn->type != GEN_DNS) continue;
@@ -33,7 +34,8 @@ std::vector<std::string> certificateNames(X509* cert) {
   GENERAL_NAMES_free(sans);
   if (names.empty()) {
     char cn[256];
-    if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn)) > 0) {
+    if (X509_NAME_get_text_by_NID(X509_get_subject_name(cert), NID_commonName, cn, sizeof(cn)) >
+        0) {
       names.push_back(lowerCase(cn));
     }
   }
@@ -59,7 +61,8 @@ std::vector<unsigned char> alpnWire(const std::vector<std::string>& protos) {
   return wire;
 }
 
-conf::Error certError(const conf::Certificate& c, const std::string& file, const std::string& what) {
+conf::Error certError(const conf::Certificate& c, const std::string& file,
+                      const std::string& what) {
   return conf::Error{file, c.mark, c.key_path, what};
 }
 
@@ -122,11 +125,11 @@ namespace {
 SslCtxPtr newServerContext(const conf::Tls& tls) {
   SslCtxPtr ctx(SSL_CTX_new(TLS_server_method()));
   if (!ctx) return ctx;
-  SSL_CTX_set_min_proto_version(ctx.get(),
-                                tls.min_version == conf::TlsVersion::k1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
+  SSL_CTX_set_min_proto_version(
+      ctx.get(), tls.min_version == conf::TlsVersion::k1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION);
-  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
-                                     SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(
+      ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
   SSL_CTX_set_cipher_list(ctx.get(), kTls12Ciphers);
   SSL_CTX_set1_groups_list(ctx.get(), "X25519:P-256:P-384");
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
@@ -149,7 +152,8 @@ std::unique_ptr<TlsContexts> TlsContexts::build(const conf::Tls& tls, const std:
       continue;
     }
     if (SSL_CTX_use_certificate_chain_file(ctx.get(), c.cert.c_str()) != 1) {
-      errors.push_back(certError(c, file, "cannot load certificate " + c.cert + ": " + opensslErrors()));
+      errors.push_back(
+          certError(c, file, "cannot load certificate " + c.cert + ": " + opensslErrors()));
       continue;
     }
     if (SSL_CTX_use_PrivateKey_file(ctx.get(), c.key.c_str(), SSL_FILETYPE_PEM) != 1) {

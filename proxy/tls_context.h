@@ -47,8 +47,8 @@ class TlsContexts {
   };
   std::vector<Entry> entries_;
   std::vector<unsigned char> alpn_;  // wire format
-  friend int selectAlpn(SSL*, const unsigned char**, unsigned char*, const unsigned char*,
-                        unsigned, void*);
+  friend int selectAlpn(SSL*, const unsigned char**, unsigned char*, const unsigned char*, unsigned,
+                        void*);
 };
 
 // Whether a certificate name ("shop.example" or "*.example") covers a host name.

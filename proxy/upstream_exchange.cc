@@ -68,8 +68,8 @@ void ClientConnection::onUpstreamEvent(UpstreamConn& conn, short what) {
       return;
     }
     bump(worker_.counters().upstream_timeouts);
-    spdlog::warn("upstream {}: no response from {} within read_timeout", route_->upstream->conf->name,
-                 upstream_name_);
+    spdlog::warn("upstream {}: no response from {} within read_timeout",
+                 route_->upstream->conf->name, upstream_name_);
     upstreamFailed(504);
     return;
   }
@@ -155,7 +155,8 @@ void ClientConnection::resumeUpstreamRead() {
 // The upstream closed (or reset) the connection.
 void ClientConnection::upstreamEof() {
   if (response_started_ && response_->messageNeedsEof()) {
-    if (response_->finish() == HPE_OK) {  // a read-until-close body just ended
+    llhttp_errno_t e = response_->finish();
+    if (e == HPE_OK || e == HPE_PAUSED) {  // a read-until-close body just ended
       endExchange(false);
       return;
     }

@@ -17,12 +17,14 @@ namespace {
 constexpr std::chrono::milliseconds kPoolIdle{30000};
 
 timeval toTimeval(std::chrono::milliseconds ms) {
-  return timeval{static_cast<time_t>(ms.count() / 1000), static_cast<suseconds_t>(ms.count() % 1000 * 1000)};
+  return timeval{static_cast<time_t>(ms.count() / 1000),
+                 static_cast<suseconds_t>(ms.count() % 1000 * 1000)};
 }
 
 }  // namespace
 
-UpstreamConn::UpstreamConn(event_base* base, int fd, const SocketAddress& server, std::string upstream)
+UpstreamConn::UpstreamConn(event_base* base, int fd, const SocketAddress& server,
+                           std::string upstream)
     : fd_(fd), server_(server), upstream_(std::move(upstream)) {
   read_ev_ = event_new(base, fd, EV_READ | EV_PERSIST, &UpstreamConn::onEvent, this);
   write_ev_ = event_new(base, fd, EV_WRITE | EV_PERSIST, &UpstreamConn::onEvent, this);
@@ -67,7 +69,8 @@ int UpstreamConn::connectResult() const {
   return err;
 }
 
-UpstreamPool::UpstreamPool(event_base* base, WorkerMetrics& metrics) : base_(base), metrics_(metrics) {}
+UpstreamPool::UpstreamPool(event_base* base, WorkerMetrics& metrics)
+    : base_(base), metrics_(metrics) {}
 
 UpstreamPool::~UpstreamPool() { clear(); }
 
@@ -166,7 +169,8 @@ void UpstreamPool::onUpstreamEvent(UpstreamConn& conn, short) {
   auto it = idle_.find(conn.server().text);
   if (it == idle_.end()) return;
   auto& list = it->second;
-  auto pos = std::find_if(list.begin(), list.end(), [&](const auto& p) { return p.get() == &conn; });
+  auto pos =
+      std::find_if(list.begin(), list.end(), [&](const auto& p) { return p.get() == &conn; });
   if (pos == list.end()) return;
   --idle_per_upstream_[conn.upstream()];
   list.erase(pos);  // closes it; libevent allows freeing an event from its own callback

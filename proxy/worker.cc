@@ -137,8 +137,8 @@ void Worker::acceptFrom(ListenSlot& slot) {
   for (int i = 0; i < kAcceptsPerEvent; ++i) {
     sockaddr_storage peer{};
     socklen_t len = sizeof(peer);
-    int fd = ::accept4(slot.fd, reinterpret_cast<sockaddr*>(&peer), &len,
-                       SOCK_NONBLOCK | SOCK_CLOEXEC);
+    int fd =
+        ::accept4(slot.fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
       if (errno != EAGAIN && errno != EWOULDBLOCK) {

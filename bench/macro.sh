@@ -1,0 +1,441 @@
+#!/usr/bin/env bash
+# Macro benchmark: tessera, nginx and HAProxy terminating TLS in front of the same backend, with
+# 1 and then 2 workers, driven by wrk with keep-alive and with "Connection: close" (every request
+# a new TLS connection).
+#
+# Usage (from the repo root): bash bench/macro.sh BUILD_DIR
+#   DURATION=10      seconds per wrk run (default 10)
+#   CONNECTIONS=50   wrk connections (default 50)
+#   RESULTS_FILE=f   also append the table, with its header, to f
+#
+# Needs: wrk, nginx, haproxy, curl, openssl, ss (`make bench` installs them).
+#
+# Fairness notes:
+# - All three proxies use the same ECDSA P-256 certificate, TLS 1.2-1.3, the same TLS 1.2 cipher
+#   list as tessera, keep up to 64 idle upstream connections, and add the same X-Forwarded-*
+#   headers, so the backend echoes heads of about the same size through each of them.
+# - wrk (Debian's 4.1.0, linked against the system OpenSSL 3) closes a connection with
+#   SSL_shutdown + SSL_clear and reuses the same SSL object for the next connect. SSL_clear keeps
+#   the session of a cleanly shut down connection, so wrk offers that session (a TLS 1.3 ticket) on
+#   reconnect: the "close" runs measure mostly *resumed* handshakes, not full ones. tessera's
+#   resumed/full handshake counts for each close run are printed under the table. This is still a
+#   like-for-like comparison because every proxy faces the same client and resumes: tessera uses
+#   OpenSSL's defaults (internal session cache + stateless tickets), nginx is configured with
+#   `ssl_session_cache shared:SSL:10m; ssl_session_tickets on;`, and HAProxy's defaults are a
+#   shared session cache (tune.ssl.cachesize 20000) plus tickets with per-process random keys.
+# - nginx closes a client keep-alive connection after 1000 requests by default (and an upstream
+#   one likewise); tessera and HAProxy do not. keepalive_requests is raised so that the keep-alive
+#   runs do not turn partly into handshake runs for nginx alone.
+# - On a 2-core machine wrk, the backend and the proxy share the cores: absolute numbers are low
+#   and the 2-worker rows measure contention as much as scaling. Compare ratios, not req/s.
+
+set -euo pipefail
+
+readonly DURATION="${DURATION:-10}"
+readonly CONNECTIONS="${CONNECTIONS:-50}"
+readonly WARMUP_SECONDS=1
+readonly STARTUP_TIMEOUT=10  # seconds a process gets to start listening
+# The TLS 1.2 suites tessera offers (proxy/tls_context.cc), given to nginx and HAProxy too.
+readonly TLS12_CIPHERS="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
+ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+
+TMP=""
+PIDS=()        # every process this script started and has not stopped yet
+USED_PORTS=()  # ports handed out by alloc_port, not necessarily bound yet
+NOTES=()       # lines printed under the table
+
+log() { echo "macro.sh: $*" >&2; }
+
+die() {
+  log "error: $*"
+  exit 1
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_all
+  if [[ -n "$TMP" && -d "$TMP" ]]; then rm -rf "$TMP"; fi
+  exit "$rc"
+}
+
+# Stops one started process: SIGTERM, then SIGKILL if it has not exited after a few seconds.
+stop_pid() {
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  forget_pid "$pid"
+}
+
+forget_pid() {
+  local p kept=()
+  for p in "${PIDS[@]}"; do [[ "$p" == "$1" ]] || kept+=("$p"); done
+  PIDS=("${kept[@]}")
+}
+
+stop_all() {
+  local pid
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+}
+
+# alloc_port VAR: stores in VAR a loopback TCP port that no socket uses. The port is taken below
+# the ephemeral range, so that none of wrk's or the proxies' outgoing connections can grab it
+# between now and the moment the server binds it.
+alloc_port() {
+  local low _high base p
+  read -r low _high </proc/sys/net/ipv4/ip_local_port_range
+  base=$((low > 21000 ? 20000 : 1024))
+  for _ in $(seq 1 500); do
+    p=$((base + RANDOM % (low - base)))
+    [[ " ${USED_PORTS[*]-} " == *" $p "* ]] && continue
+    if [[ -z "$(ss -Htan "( sport = :$p )")" ]]; then
+      USED_PORTS+=("$p")
+      printf -v "$1" '%s' "$p"
+      return 0
+    fi
+  done
+  die "found no free port between $base and $low"
+}
+
+# start NAME LOGFILE CMD...: starts CMD in the background, output to LOGFILE; sets STARTED_PID.
+start() {
+  local name=$1 logfile=$2
+  shift 2
+  "$@" >"$logfile" 2>&1 &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  log "started $name (pid $STARTED_PID)"
+}
+
+# wait_listening NAME PID PORT LOGFILE: until PORT is listening; fails if PID exits first.
+wait_listening() {
+  local name=$1 pid=$2 port=$3 logfile=$4
+  for _ in $(seq 1 $((STARTUP_TIMEOUT * 10))); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "$name exited during startup; its output:"
+      sed 's/^/    /' "$logfile" >&2
+      die "$name did not start"
+    fi
+    [[ -n "$(ss -Htln "( sport = :$port )")" ]] && return 0
+    sleep 0.1
+  done
+  sed 's/^/    /' "$logfile" >&2
+  die "$name is not listening on 127.0.0.1:$port after ${STARTUP_TIMEOUT}s"
+}
+
+# check_answers NAME URL LOGFILE: one request must get a 200, else the run stops.
+check_answers() {
+  local name=$1 url=$2 logfile=$3 code
+  code=$(curl -sk --max-time 5 -o /dev/null -w '%{http_code}' "$url" || true)
+  if [[ "$code" != 200 ]]; then
+    log "$name output:"
+    sed 's/^/    /' "$logfile" >&2
+    die "$name answered '$code' instead of 200 on $url"
+  fi
+}
+
+make_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null || die "openssl could not make a cert"
+  cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/combined.pem"  # HAProxy wants both in one file
+}
+
+# --- Proxy configurations ---------------------------------------------------------------------
+
+# write_tessera_conf WORKERS PORT ADMIN_PORT FILE
+write_tessera_conf() {
+  cat >"$4" <<EOF
+workers: $1
+listeners:
+  - name: bench
+    listen: 127.0.0.1:$2
+    tls:
+      certificates:
+        - cert: $TMP/cert.pem
+          key: $TMP/key.pem
+      min_version: "1.2"
+upstreams:
+  app:
+    servers: [127.0.0.1:$BACKEND_PORT]
+    keepalive: 64
+limits:
+  drain_timeout: 1s
+admin:
+  listen: 127.0.0.1:$3
+log:
+  level: warn
+  access_log: off
+EOF
+}
+
+# write_nginx_conf WORKERS PORT FILE
+write_nginx_conf() {
+  local user_line=""
+  # nginx drops privileges to "nobody" when started as root; staying root keeps the temp dir
+  # readable without chown.
+  [[ "$(id -u)" == 0 ]] && user_line="user root;"
+  cat >"$3" <<EOF
+$user_line
+worker_processes $1;
+daemon off;
+master_process on;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  keepalive_requests 1000000;
+  upstream backend {
+    server 127.0.0.1:$BACKEND_PORT;
+    keepalive 64;
+    keepalive_requests 1000000;
+  }
+  server {
+    listen 127.0.0.1:$2 ssl;
+    ssl_certificate $TMP/cert.pem;
+    ssl_certificate_key $TMP/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers $TLS12_CIPHERS;
+    ssl_prefer_server_ciphers on;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets on;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+      proxy_set_header X-Forwarded-Host \$http_host;
+    }
+  }
+}
+EOF
+}
+
+# write_haproxy_conf WORKERS PORT FILE
+write_haproxy_conf() {
+  cat >"$3" <<EOF
+global
+  nbthread $1
+  maxconn 4096
+  ssl-default-bind-options ssl-min-ver TLSv1.2
+  ssl-default-bind-ciphers $TLS12_CIPHERS
+defaults
+  mode http
+  timeout connect 2s
+  timeout client 60s
+  timeout server 30s
+  timeout http-keep-alive 60s
+  http-reuse always
+  option forwardfor
+frontend bench
+  bind 127.0.0.1:$2 ssl crt $TMP/combined.pem alpn http/1.1
+  http-request set-header X-Forwarded-Proto https
+  http-request set-header X-Forwarded-Host %[req.hdr(host)]
+  default_backend app
+backend app
+  server app1 127.0.0.1:$BACKEND_PORT
+EOF
+}
+
+# start_proxy NAME WORKERS PORT: starts it, checks it answers; sets PROXY_PID (and ADMIN_PORT).
+start_proxy() {
+  local name=$1 workers=$2 port=$3 conf logfile="$TMP/$1-w$2.log"
+  case "$name" in
+    tessera)
+      alloc_port ADMIN_PORT
+      conf="$TMP/tessera-w$workers.yaml"
+      write_tessera_conf "$workers" "$port" "$ADMIN_PORT" "$conf"
+      start tessera "$logfile" "$BUILD_DIR/tessera" run --config "$conf"
+      ;;
+    nginx)
+      conf="$TMP/nginx-w$workers.conf"
+      mkdir -p "$TMP/nginx"
+      write_nginx_conf "$workers" "$port" "$conf"
+      start nginx "$logfile" nginx -p "$TMP/nginx" -e "$TMP/nginx/error.log" -c "$conf"
+      ;;
+    haproxy)
+      conf="$TMP/haproxy-w$workers.cfg"
+      write_haproxy_conf "$workers" "$port" "$conf"
+      start haproxy "$logfile" haproxy -db -f "$conf"
+      ;;
+  esac
+  PROXY_PID=$STARTED_PID
+  wait_listening "$name" "$PROXY_PID" "$port" "$logfile"
+  check_answers "$name" "https://127.0.0.1:$port/" "$logfile"
+}
+
+# --- wrk ----------------------------------------------------------------------------------------
+
+# run_wrk OUTFILE SECONDS URL [wrk args...]: fails the run if wrk fails. wrk runs in the
+# background so that a signal to this script runs the cleanup at once instead of after wrk ends.
+run_wrk() {
+  local out=$1 secs=$2 url=$3 pid
+  shift 3
+  wrk -t1 -c"$CONNECTIONS" -d"${secs}s" --latency "$@" "$url" >"$out" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  if ! wait "$pid"; then
+    forget_pid "$pid"
+    sed 's/^/    /' "$out" >&2
+    die "wrk failed against $url"
+  fi
+  forget_pid "$pid"
+}
+
+# parse_wrk FILE: sets RPS, P50, P99 and ERRORS (non-2xx/3xx responses + socket errors, or "").
+parse_wrk() {
+  local f=$1
+  RPS=$(awk '/^Requests\/sec:/ {print $2}' "$f")
+  P50=$(awk '$1 == "50%" {print $2}' "$f")
+  P99=$(awk '$1 == "99%" {print $2}' "$f")
+  [[ -n "$RPS" && -n "$P50" && -n "$P99" ]] || {
+    sed 's/^/    /' "$f" >&2
+    die "could not read wrk's output in $f"
+  }
+  ERRORS=$(grep -E '^ *(Non-2xx or 3xx responses|Socket errors):' "$f" | sed 's/^ *//' |
+    paste -sd ';' - || true)
+}
+
+# handshake_counts PORT: "full=N resumed=M" from tessera's admin endpoint.
+handshake_counts() {
+  curl -s --max-time 5 "http://127.0.0.1:$1/metrics" |
+    awk -F'[{}" ]+' '/^tessera_tls_handshakes_total/ {v[$3] = $NF}
+      END {printf "%d %d\n", v["full"], v["resumed"]}'
+}
+
+# tessera_summary PORT: tessera's counters that reveal trouble (non-2xx answers, failed
+# handshakes, upstream connections not being reused), on one line.
+tessera_summary() {
+  curl -s --max-time 5 "http://127.0.0.1:$1/metrics" |
+    awk '/^tessera_(requests_total|tls_handshake_errors_total|bad_requests_total|upstream_)/ {
+        sub(/^tessera_/, "", $1); out = out sep $1 "=" $2; sep = ", "}
+      END {print out}'
+}
+
+# bench_proxy NAME WORKERS: starts the proxy, runs both modes against it, records the results in
+# RESULT_* (keyed "workers/mode/proxy"), stops it.
+bench_proxy() {
+  local name=$1 workers=$2 port url mode out before after bf br af ar note
+  alloc_port port
+  url="https://127.0.0.1:$port/"
+  start_proxy "$name" "$workers" "$port"
+  log "$name, $workers worker(s): warm-up ${WARMUP_SECONDS}s"
+  run_wrk "$TMP/warmup.txt" "$WARMUP_SECONDS" "$url"
+  for mode in keepalive close; do
+    out="$TMP/wrk-$name-w$workers-$mode.txt"
+    log "$name, $workers worker(s), $mode: ${DURATION}s"
+    if [[ "$name" == tessera ]]; then before=$(handshake_counts "$ADMIN_PORT" || true); fi
+    if [[ "$mode" == keepalive ]]; then
+      run_wrk "$out" "$DURATION" "$url"
+    else
+      run_wrk "$out" "$DURATION" "$url" -H "Connection: close"
+    fi
+    parse_wrk "$out"
+    RESULT_RPS["$workers/$mode/$name"]=$RPS
+    RESULT_P50["$workers/$mode/$name"]=$P50
+    RESULT_P99["$workers/$mode/$name"]=$P99
+    if [[ -n "$ERRORS" ]]; then NOTES+=("- $name, $workers worker(s), $mode: $ERRORS"); fi
+    if [[ "$name" == tessera && "$mode" == close ]]; then
+      after=$(handshake_counts "$ADMIN_PORT" || true)
+      read -r bf br <<<"$before"
+      read -r af ar <<<"$after"
+      note="- tessera, $workers worker(s), close: TLS handshakes full=$((af - bf))"
+      NOTES+=("$note resumed=$((ar - br))")
+    fi
+  done
+  if [[ "$name" == tessera ]]; then
+    note=$(tessera_summary "$ADMIN_PORT" || true)
+    NOTES+=("- tessera, $workers worker(s), counters after all runs: $note")
+  fi
+  stop_pid "$PROXY_PID"
+}
+
+versions() {
+  local nginx_v haproxy_v openssl_v wrk_v tessera_v
+  nginx_v=$(nginx -v 2>&1 | sed 's/^nginx version: //')
+  haproxy_v=$(haproxy -v | head -1 | awk '{print $3}')
+  openssl_v=$(openssl version)
+  wrk_v=$(wrk -v 2>&1 | head -1 | awk '{print $2}' || true)
+  tessera_v=$("$BUILD_DIR/tessera" version 2>&1 | head -1 || true)
+  echo "$tessera_v, $nginx_v, HAProxy $haproxy_v, $openssl_v, wrk $wrk_v"
+}
+
+report() {
+  local header table w mode name rps ratio base
+  header="### Macro benchmark, $(date -u), nproc=$(nproc)"$'\n\n'
+  header+="$(versions)."$'\n'
+  header+="wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency; \"close\" adds -H 'Connection: close'."
+  table="| workers | mode | proxy | req/s | p50 | p99 | ratio to nginx (req/s) |"$'\n'
+  table+="|---|---|---|---|---|---|---|"
+  for w in 1 2; do
+    for mode in keepalive close; do
+      base=${RESULT_RPS["$w/$mode/nginx"]}
+      for name in tessera nginx haproxy; do
+        rps=${RESULT_RPS["$w/$mode/$name"]}
+        ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+        table+=$'\n'"| $w | $mode | $name | $rps | ${RESULT_P50["$w/$mode/$name"]} |"
+        table+=" ${RESULT_P99["$w/$mode/$name"]} | $ratio |"
+      done
+    done
+  done
+  local text="$header"$'\n\n'"$table"$'\n'
+  if ((${#NOTES[@]} > 0)); then
+    text+=$'\n'"$(printf '%s\n' "${NOTES[@]}")"$'\n'
+  fi
+  echo
+  echo "$text"
+  if [[ -n "${RESULTS_FILE:-}" ]]; then
+    printf '\n%s' "$text" >>"$RESULTS_FILE"
+    log "appended to $RESULTS_FILE"
+  fi
+}
+
+main() {
+  (($# == 1)) || die "usage: bash bench/macro.sh BUILD_DIR"
+  BUILD_DIR=$1
+  [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a whole number of seconds"
+  [[ "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a whole number"
+  local tool
+  for tool in wrk nginx haproxy curl openssl ss awk; do
+    command -v "$tool" >/dev/null || die "$tool is not installed (make bench installs it)"
+  done
+  for tool in tessera tessera-demo-backend; do
+    [[ -x "$BUILD_DIR/$tool" ]] || die "$BUILD_DIR/$tool not found: build first"
+  done
+
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  TMP=$(mktemp -d -t tessera-macro.XXXXXX)
+  make_cert
+
+  declare -gA RESULT_RPS=() RESULT_P50=() RESULT_P99=()
+  alloc_port BACKEND_PORT
+  start backend "$TMP/backend.log" "$BUILD_DIR/tessera-demo-backend" --port "$BACKEND_PORT" \
+    --threads 1
+  wait_listening backend "$STARTED_PID" "$BACKEND_PORT" "$TMP/backend.log"
+
+  local workers name
+  for workers in 1 2; do
+    for name in tessera nginx haproxy; do
+      bench_proxy "$name" "$workers"
+    done
+  done
+  report
+}
+
+main "$@"

@@ -7,6 +7,7 @@
 
 #include <cerrno>
 #include <cstdio>
+#include <cstring>
 
 #include "proxy/worker.h"
 
@@ -154,7 +155,14 @@ void ClientConnection::doHandshake() {
     return;
   }
   bump(worker_.counters().tls_handshake_errors);
-  spdlog::debug("TLS handshake with {} failed: {}", peer_ip_, opensslErrors());
+  if (spdlog::should_log(spdlog::level::debug)) {
+    std::string why = opensslErrors();
+    if (why.empty() && err == SSL_ERROR_SYSCALL) {
+      why = errno != 0 ? strerror(errno) : "the client closed the connection";
+    }
+    spdlog::debug("TLS handshake with {} failed (SSL error {}): {}", peer_ip_, err, why);
+  }
+  ERR_clear_error();
   close();
 }
 

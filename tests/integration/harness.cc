@@ -490,13 +490,19 @@ void TestBackend::serve(int fd) {
 // ---- certificates, tessera -----------------------------------------------------------------
 
 CertFiles makeCertificate(const TempDir& dir, const std::string& stem,
-                          const std::vector<std::string>& names) {
+                          const std::vector<std::string>& names, bool rsa) {
   CertFiles f{dir.file(stem + ".crt"), dir.file(stem + ".key")};
   std::string san = "subjectAltName=";
   for (size_t i = 0; i < names.size(); ++i) san += (i ? ",DNS:" : "DNS:") + names[i];
-  CommandResult r = run({"openssl", "req", "-x509", "-newkey", "ec", "-pkeyopt",
-                         "ec_paramgen_curve:P-256", "-nodes", "-days", "2", "-subj",
-                         "/CN=" + names.front(), "-addext", san, "-keyout", f.key, "-out", f.cert});
+  std::vector<std::string> argv = {"openssl", "req", "-x509", "-nodes", "-days", "2"};
+  if (rsa) {
+    argv.insert(argv.end(), {"-newkey", "rsa:2048"});
+  } else {
+    argv.insert(argv.end(), {"-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256"});
+  }
+  argv.insert(argv.end(),
+              {"-subj", "/CN=" + names.front(), "-addext", san, "-keyout", f.key, "-out", f.cert});
+  CommandResult r = run(argv);
   if (r.exit_code != 0) throw std::runtime_error("openssl req failed: " + r.output);
   return f;
 }

@@ -130,13 +130,14 @@ class TestBackend {
 unsigned char patternByte(uint64_t i);
 std::string sha256Hex(const std::string& data);
 
-// A self-signed EC certificate for `names` (first is the CN), written as NAME.crt / NAME.key.
+// A self-signed certificate for `names` (first is the CN), written as NAME.crt / NAME.key:
+// ECDSA P-256, or RSA 2048 when `rsa`.
 struct CertFiles {
   std::string cert;
   std::string key;
 };
 CertFiles makeCertificate(const TempDir& dir, const std::string& file_stem,
-                          const std::vector<std::string>& names);
+                          const std::vector<std::string>& names, bool rsa = false);
 
 // The tessera binary, started with a config written to a temp dir.
 class Tessera {

@@ -146,22 +146,41 @@ TEST_F(ProxyTest, KeepAliveReusesConnectionsOnBothSides) {
   EXPECT_EQ(tessera_->metric("tessera_tls_handshakes_total{kind=\"full\"}"), 1);
 }
 
+// The certificate subject CN that tessera presents for SNI `name`, as openssl s_client shows it.
+std::string presentedCn(int port, const std::string& name) {
+  CommandResult r = run(
+      {"openssl", "s_client", "-connect", "127.0.0.1:" + std::to_string(port), "-servername", name},
+      "", 10s);
+  std::smatch m;
+  std::regex re("subject=CN ?= ?([^\\n]+)");
+  return std::regex_search(r.output, m, re) ? m[1].str() : "none: " + r.output;
+}
+
 TEST_F(ProxyTest, SniPicksTheCertificateNamingTheHost) {
   CertFiles shop = makeCertificate(dir_, "shop", {"shop.test", "*.shop.test"});
-  opts_.certs = {cert_, shop};
+  CertFiles rsa = makeCertificate(dir_, "legacy", {"legacy.test"}, /*rsa=*/true);
+  opts_.certs = {cert_, shop, rsa};
   start();
-  auto subject = [&](const std::string& name) {
-    CommandResult r = run({"openssl", "s_client", "-connect",
-                           "127.0.0.1:" + std::to_string(opts_.port), "-servername", name},
-                          "", 10s);
-    std::smatch m;
-    std::regex re("subject=CN ?= ?([^\\n]+)");
-    return std::regex_search(r.output, m, re) ? m[1].str() : "none: " + r.output;
-  };
-  EXPECT_EQ(subject("shop.test"), "shop.test");
-  EXPECT_EQ(subject("www.shop.test"), "shop.test");
-  EXPECT_EQ(subject("localhost"), "localhost");
-  EXPECT_EQ(subject("other.test"), "localhost");  // unknown names get the first certificate
+  EXPECT_EQ(presentedCn(opts_.port, "shop.test"), "shop.test");
+  EXPECT_EQ(presentedCn(opts_.port, "www.shop.test"), "shop.test");
+  EXPECT_EQ(presentedCn(opts_.port, "localhost"), "localhost");
+  EXPECT_EQ(presentedCn(opts_.port, "legacy.test"), "legacy.test");  // an RSA certificate
+  EXPECT_EQ(presentedCn(opts_.port, "other.test"), "localhost");     // unknown: the first one
+  std::string port = std::to_string(opts_.port);
+  CommandResult r = curl({"--resolve", "legacy.test:" + port + ":127.0.0.1", "-w", "|%{http_code}",
+                          "https://legacy.test:" + port + "/echo"});
+  EXPECT_NE(r.output.find("|200"), std::string::npos) << r.output;
+}
+
+TEST_F(ProxyTest, SighupLoadsNewCertificates) {
+  start();
+  EXPECT_EQ(presentedCn(opts_.port, "localhost"), "localhost");
+  opts_.certs = {makeCertificate(dir_, "renewed", {"renewed.test"})};
+  dir_.write("tessera.yaml", makeConfig(opts_));
+  tessera_->process().signal(SIGHUP);
+  ASSERT_TRUE(
+      eventually([&] { return tessera_->stderrText().find("reloaded") != std::string::npos; }));
+  EXPECT_EQ(presentedCn(opts_.port, "localhost"), "renewed.test");
 }
 
 TEST_F(ProxyTest, AlpnNegotiatesHttp11) {

@@ -195,9 +195,15 @@ ClientConnection::IoStatus ClientConnection::readClient() {
       }
       n = static_cast<size_t>(r);
     }
+    bool short_read = n < v.iov_len;
     v.iov_len = n;
     evbuffer_commit_space(in_, &v, 1);
+    // A short read drained the socket: skip the read that would only say EAGAIN. Events are
+    // level-triggered, so anything that arrives later wakes us again.
+    if (short_read && !(ssl_ && SSL_has_pending(ssl_.get()))) return IoStatus::kOk;
   }
+  // Stopped with plaintext still inside OpenSSL, where no socket event will announce it.
+  if (ssl_ && SSL_has_pending(ssl_.get())) event_active(read_ev_, EV_READ, 0);
   return IoStatus::kOk;
 }
 
@@ -281,7 +287,8 @@ void ClientConnection::handleClientReadable() {
     return;
   }
   if (phase_ == Phase::kClosed) return;
-  IoStatus st = readClient();
+  // Not reading (paused, or the client half-closed): still parse what is buffered.
+  IoStatus st = reading_ ? readClient() : IoStatus::kWouldBlock;
   if (st == IoStatus::kError) {
     close();
     return;

@@ -122,6 +122,7 @@ void ClientConnection::readUpstream() {
       upstreamEof();
       return;
     }
+    bool short_read = static_cast<size_t>(n) < worker_.scratchSize();
     HttpParser::Result r = response_->feed(worker_.scratch(), static_cast<size_t>(n));
     if (r.error == HPE_PAUSED) {
       // Bytes after the response would be a protocol violation: do not reuse the connection.
@@ -134,6 +135,7 @@ void ClientConnection::readUpstream() {
       upstreamFailed(502);
       return;
     }
+    if (short_read) break;  // drained; level-triggered events bring the rest
   }
   if (!upstream_) return;
   upstream_->armTimer(route_->upstream->conf->read_timeout);

@@ -122,8 +122,7 @@ std::unique_ptr<UpstreamConn> UpstreamPool::acquire(const UpstreamTarget& up, ui
     std::unique_ptr<UpstreamConn> conn = std::move(it->second.back());
     it->second.pop_back();
     --idle_per_upstream_[conn->upstream()];
-    conn->setHandler(nullptr);
-    conn->wantRead(false);
+    conn->setHandler(nullptr);  // read interest stays on: the new owner wants it too
     conn->disarmTimer();
     conn->reused = true;
     bump(metrics_.upstream_reuses);

@@ -74,6 +74,9 @@ struct Tls {
   std::vector<Certificate> certificates;  // at least one; the first is the default for SNI
   TlsVersion min_version = TlsVersion::k1_2;
   std::vector<std::string> alpn = {"http/1.1"};
+  // false: no session cache and no tickets, so every handshake is a full one (like nginx's
+  // `ssl_session_cache off; ssl_session_tickets off;`).
+  bool session_resumption = true;
 };
 
 struct Route {

@@ -136,6 +136,11 @@ SslCtxPtr newServerContext(const conf::Tls& tls) {
   // Read whole socket buffers rather than a record header then its body: one read(2) instead of
   // two per request. The connection checks SSL_has_pending() so buffered records are not missed.
   SSL_CTX_set_read_ahead(ctx.get(), 1);
+  if (!tls.session_resumption) {
+    SSL_CTX_set_session_cache_mode(ctx.get(), SSL_SESS_CACHE_OFF);
+    SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);
+    SSL_CTX_set_num_tickets(ctx.get(), 0);
+  }
   static const unsigned char kSidCtx[] = "tessera";
   SSL_CTX_set_session_id_context(ctx.get(), kSidCtx, sizeof(kSidCtx) - 1);
   return ctx;

@@ -179,6 +179,7 @@ upstreams: { app: { servers: [127.0.0.1:9000] } }
   const Tls& tls = config->listeners.at(0).tls.value();
   EXPECT_EQ(tls.min_version, TlsVersion::k1_2);
   EXPECT_EQ(tls.alpn, std::vector<std::string>{"http/1.1"});
+  EXPECT_TRUE(tls.session_resumption);
 }
 
 TEST(ConfigTest, Workers) {
@@ -521,6 +522,16 @@ TEST(ConfigTest, MinVersion) {
   EXPECT_EQ(errorsOf(withTls("{ " + certs + ", min_version: 1.1 }")), std::vector{expected});
   EXPECT_EQ(errorsOf(withTls("{ " + certs + ", min_version: 1.20 }")), std::vector{expected});
   EXPECT_EQ(errorsOf(withTls("{ " + certs + ", min_version: TLSv1.3 }")), std::vector{expected});
+}
+
+TEST(ConfigTest, SessionResumption) {
+  const std::string certs = "certificates: [{ cert: c, key: k }]";
+  EXPECT_FALSE(load(withTls("{ " + certs + ", session_resumption: false }"))
+                   ->listeners[0]
+                   .tls->session_resumption);
+  EXPECT_EQ(errorsOf(withTls("{ " + certs + ", session_resumption: maybe }")),
+            std::vector<std::string>{
+                "test.yaml:3:69: listeners[0].tls.session_resumption: expected true or false"});
 }
 
 TEST(ConfigTest, TlsCertificates) {

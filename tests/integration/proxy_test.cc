@@ -23,6 +23,7 @@ struct Options {
   int workers = 1;
   std::string routes;  // YAML list; default: everything to "app"
   std::string extra_upstreams;
+  std::string tls_extra;  // more keys of the tls block, e.g. "session_resumption: false"
 };
 
 std::string makeConfig(const Options& o) {
@@ -30,8 +31,10 @@ std::string makeConfig(const Options& o) {
   y += "    listen: 127.0.0.1:" + std::to_string(o.port) + "\n";
   if (o.tls) {
     y += "    tls:\n      certificates:\n";
-    for (const CertFiles& c : o.certs)
+    for (const CertFiles& c : o.certs) {
       y += "        - { cert: " + c.cert + ", key: " + c.key + " }\n";
+    }
+    if (!o.tls_extra.empty()) y += "      " + o.tls_extra + "\n";
   }
   y += "    routes: " + (o.routes.empty() ? std::string("[ { upstream: app } ]") : o.routes) + "\n";
   y += "upstreams:\n  app:\n    servers: [";
@@ -181,6 +184,34 @@ TEST_F(ProxyTest, SighupLoadsNewCertificates) {
   ASSERT_TRUE(
       eventually([&] { return tessera_->stderrText().find("reloaded") != std::string::npos; }));
   EXPECT_EQ(presentedCn(opts_.port, "localhost"), "renewed.test");
+}
+
+// s_client -sess_out, then -sess_in: what the second handshake says ("Reused" or "New"), or
+// that the server handed out nothing resumable.
+std::string secondHandshake(const TempDir& dir, int port, const std::string& version) {
+  std::string sess = dir.file("session" + version + ".pem");
+  std::string addr = "127.0.0.1:" + std::to_string(port);
+  run({"openssl", "s_client", "-connect", addr, version, "-sess_out", sess}, "", 10s);
+  if (readFile(sess).empty()) return "no session to resume";  // no session id, no ticket
+  CommandResult r =
+      run({"openssl", "s_client", "-connect", addr, version, "-sess_in", sess}, "", 10s);
+  if (r.output.find("Reused,") != std::string::npos) return "Reused";
+  if (r.output.find("New,") != std::string::npos) return "New";
+  return r.output;
+}
+
+TEST_F(ProxyTest, TlsSessionsResume) {
+  start();
+  EXPECT_EQ(secondHandshake(dir_, opts_.port, "-tls1_2"), "Reused");
+  EXPECT_EQ(tessera_->metric("tessera_tls_handshakes_total{kind=\"resumed\"}"), 1);
+}
+
+TEST_F(ProxyTest, SessionResumptionCanBeTurnedOff) {
+  opts_.tls_extra = "session_resumption: false";
+  start();
+  EXPECT_EQ(secondHandshake(dir_, opts_.port, "-tls1_2"), "no session to resume");
+  EXPECT_EQ(secondHandshake(dir_, opts_.port, "-tls1_3"), "no session to resume");
+  EXPECT_EQ(tessera_->metric("tessera_tls_handshakes_total{kind=\"resumed\"}"), 0);
 }
 
 TEST_F(ProxyTest, AlpnNegotiatesHttp11) {

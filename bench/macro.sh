@@ -1,14 +1,14 @@
 #!/usr/bin/env bash
 # Macro benchmark: tessera, nginx and HAProxy terminating TLS in front of the same backend, with
 # 1 and then 2 workers, driven by wrk with keep-alive and with "Connection: close" (every request
-# a new TLS connection).
+# a new TLS connection, which wrk resumes), and "full": "close" with resumption off everywhere.
 #
 # Usage (from the repo root): bash bench/macro.sh BUILD_DIR
 #   DURATION=10      seconds per wrk run (default 10)
 #   CONNECTIONS=50   wrk connections (default 50)
 #   RESULTS_FILE=f   also append the table, with its header, to f
 #
-# Needs: wrk, nginx, haproxy, curl, openssl, ss (`make bench` installs them).
+# Needs: wrk, nginx, haproxy, curl, openssl, ss, pgrep (`make bench` installs them).
 #
 # Fairness notes:
 # - All three proxies use the same ECDSA P-256 certificate, TLS 1.2-1.3, the same TLS 1.2 cipher
@@ -26,8 +26,11 @@
 # - nginx closes a client keep-alive connection after 1000 requests by default (and an upstream
 #   one likewise); tessera and HAProxy do not. keepalive_requests is raised so that the keep-alive
 #   runs do not turn partly into handshake runs for nginx alone.
-# - On a 2-core machine wrk, the backend and the proxy share the cores: absolute numbers are low
-#   and the 2-worker rows measure contention as much as scaling. Compare ratios, not req/s.
+# - On a 2-core machine wrk, the backend and the proxy share the cores: absolute numbers are low,
+#   the 2-worker rows measure contention as much as scaling, and a req/s ratio is diluted by the
+#   CPU that wrk and the backend take. So the table also gives the proxy's own CPU time per
+#   request (utime+stime of all its threads and processes over the run, divided by the requests
+#   wrk completed), which does not depend on who else shares the cores: read that one first.
 
 set -euo pipefail
 
@@ -41,6 +44,7 @@ ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
 ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 TMP=""
+RESUMPTION=true  # false in the "full" mode: see nginx_session_lines
 PIDS=()        # every process this script started and has not stopped yet
 USED_PORTS=()  # ports handed out by alloc_port, not necessarily bound yet
 NOTES=()       # lines printed under the table
@@ -161,6 +165,7 @@ listeners:
         - cert: $TMP/cert.pem
           key: $TMP/key.pem
       min_version: "1.2"
+      session_resumption: $RESUMPTION
 upstreams:
   app:
     servers: [127.0.0.1:$BACKEND_PORT]
@@ -173,6 +178,16 @@ log:
   level: warn
   access_log: off
 EOF
+}
+
+# The "full" mode turns session resumption off in every proxy, so that each wrk reconnect is a
+# full handshake even though wrk offers its previous session.
+nginx_session_lines() {
+  if [[ "$RESUMPTION" == true ]]; then
+    echo "ssl_session_cache shared:SSL:10m; ssl_session_tickets on;"
+  else
+    echo "ssl_session_cache off; ssl_session_tickets off;"
+  fi
 }
 
 # write_nginx_conf WORKERS PORT FILE
@@ -209,8 +224,7 @@ http {
     ssl_protocols TLSv1.2 TLSv1.3;
     ssl_ciphers $TLS12_CIPHERS;
     ssl_prefer_server_ciphers on;
-    ssl_session_cache shared:SSL:10m;
-    ssl_session_tickets on;
+    $(nginx_session_lines)
     location / {
       proxy_pass http://backend;
       proxy_http_version 1.1;
@@ -233,6 +247,7 @@ global
   maxconn 4096
   ssl-default-bind-options ssl-min-ver TLSv1.2
   ssl-default-bind-ciphers $TLS12_CIPHERS
+$( [[ "$RESUMPTION" == true ]] || echo "  tune.ssl.cachesize 0" )
 defaults
   mode http
   timeout connect 2s
@@ -242,13 +257,46 @@ defaults
   http-reuse always
   option forwardfor
 frontend bench
-  bind 127.0.0.1:$2 ssl crt $TMP/combined.pem alpn http/1.1
+  bind 127.0.0.1:$2 ssl crt $TMP/combined.pem alpn http/1.1$( [[ "$RESUMPTION" == true ]] || echo " no-tls-tickets" )
   http-request set-header X-Forwarded-Proto https
   http-request set-header X-Forwarded-Host %[req.hdr(host)]
   default_backend app
 backend app
   server app1 127.0.0.1:$BACKEND_PORT
 EOF
+}
+
+# The backend all proxies share. The default is a one-worker nginx answering a fixed 200: it costs
+# little CPU, so on 2 cores the proxies' own cost decides the throughput. BACKEND=demo uses
+# tessera's demo backend (echoes the request as JSON; heavier, so it bounds every proxy sooner).
+start_backend() {
+  if [[ "${BACKEND:-nginx}" == demo ]]; then
+    start backend "$TMP/backend.log" "$BUILD_DIR/tessera-demo-backend" --port "$BACKEND_PORT" \
+      --threads 1
+  else
+    local dir="$TMP/backend-nginx" user_line=""
+    mkdir -p "$dir"
+    [[ "$(id -u)" == 0 ]] && user_line="user root;"
+    cat >"$dir/nginx.conf" <<EOF
+$user_line
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$BACKEND_PORT;
+    location / { return 200 "hello from the backend\n"; }
+  }
+}
+EOF
+    start backend "$TMP/backend.log" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
+  fi
+  wait_listening backend "$STARTED_PID" "$BACKEND_PORT" "$TMP/backend.log"
 }
 
 # start_proxy NAME WORKERS PORT: starts it, checks it answers; sets PROXY_PID (and ADMIN_PORT).
@@ -280,6 +328,19 @@ start_proxy() {
 
 # --- wrk ----------------------------------------------------------------------------------------
 
+# proxy_cpu_ticks PID: utime+stime (fields 14 and 15 of /proc/PID/task/TID/stat, in clock ticks)
+# summed over every thread of PID and of its child processes: nginx's workers are children of the
+# master PID; tessera and HAProxy are one process with threads. Threads and processes that exit
+# while this runs are skipped (an exited thread's time is then missing from the sum).
+proxy_cpu_ticks() {
+  local p children=() files=()
+  mapfile -t children < <(pgrep -P "$1" || true)
+  for p in "$1" "${children[@]}"; do files+=(/proc/"$p"/task/*/stat); done
+  # The command name (field 2) is in parentheses and may hold spaces: count fields after it.
+  { cat "${files[@]}" 2>/dev/null || true; } |
+    awk '{sub(/^.*\) /, ""); t += $12 + $13} END {printf "%d\n", t}'
+}
+
 # run_wrk OUTFILE SECONDS URL [wrk args...]: fails the run if wrk fails. wrk runs in the
 # background so that a signal to this script runs the cleanup at once instead of after wrk ends.
 run_wrk() {
@@ -296,13 +357,15 @@ run_wrk() {
   forget_pid "$pid"
 }
 
-# parse_wrk FILE: sets RPS, P50, P99 and ERRORS (non-2xx/3xx responses + socket errors, or "").
+# parse_wrk FILE: sets RPS, P50, P99, REQUESTS (completed in the run) and ERRORS (non-2xx/3xx
+# responses + socket errors, or "").
 parse_wrk() {
   local f=$1
   RPS=$(awk '/^Requests\/sec:/ {print $2}' "$f")
   P50=$(awk '$1 == "50%" {print $2}' "$f")
   P99=$(awk '$1 == "99%" {print $2}' "$f")
-  [[ -n "$RPS" && -n "$P50" && -n "$P99" ]] || {
+  REQUESTS=$(awk '$2 == "requests" && $3 == "in" {print $1}' "$f")
+  [[ -n "$RPS" && -n "$P50" && -n "$P99" && "$REQUESTS" =~ ^[0-9]+$ ]] || {
     sed 's/^/    /' "$f" >&2
     die "could not read wrk's output in $f"
   }
@@ -329,31 +392,42 @@ tessera_summary() {
 # bench_proxy NAME WORKERS: starts the proxy, runs both modes against it, records the results in
 # RESULT_* (keyed "workers/mode/proxy"), stops it.
 bench_proxy() {
-  local name=$1 workers=$2 port url mode out before after bf br af ar note
+  local name=$1 workers=$2 port url mode out before after bf br af ar note cpu0 cpu1
   alloc_port port
   url="https://127.0.0.1:$port/"
+  RESUMPTION=true
   start_proxy "$name" "$workers" "$port"
   log "$name, $workers worker(s): warm-up ${WARMUP_SECONDS}s"
   run_wrk "$TMP/warmup.txt" "$WARMUP_SECONDS" "$url"
-  for mode in keepalive close; do
+  for mode in keepalive close full; do
+    if [[ "$mode" == full ]]; then  # same proxy, restarted with session resumption off
+      stop_pid "$PROXY_PID"
+      RESUMPTION=false
+      start_proxy "$name" "$workers" "$port"
+    fi
     out="$TMP/wrk-$name-w$workers-$mode.txt"
     log "$name, $workers worker(s), $mode: ${DURATION}s"
     if [[ "$name" == tessera ]]; then before=$(handshake_counts "$ADMIN_PORT" || true); fi
+    cpu0=$(proxy_cpu_ticks "$PROXY_PID")
     if [[ "$mode" == keepalive ]]; then
       run_wrk "$out" "$DURATION" "$url"
     else
       run_wrk "$out" "$DURATION" "$url" -H "Connection: close"
     fi
+    cpu1=$(proxy_cpu_ticks "$PROXY_PID")
     parse_wrk "$out"
+    # Microseconds of proxy CPU per completed request ("" if wrk completed none).
+    RESULT_CPU["$workers/$mode/$name"]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" \
+      -v n="$REQUESTS" 'BEGIN {if (n > 0) printf "%.1f", t * 1e6 / hz / n}')
     RESULT_RPS["$workers/$mode/$name"]=$RPS
     RESULT_P50["$workers/$mode/$name"]=$P50
     RESULT_P99["$workers/$mode/$name"]=$P99
     if [[ -n "$ERRORS" ]]; then NOTES+=("- $name, $workers worker(s), $mode: $ERRORS"); fi
-    if [[ "$name" == tessera && "$mode" == close ]]; then
+    if [[ "$name" == tessera && "$mode" != keepalive ]]; then
       after=$(handshake_counts "$ADMIN_PORT" || true)
       read -r bf br <<<"$before"
       read -r af ar <<<"$after"
-      note="- tessera, $workers worker(s), close: TLS handshakes full=$((af - bf))"
+      note="- tessera, $workers worker(s), $mode: TLS handshakes full=$((af - bf))"
       NOTES+=("$note resumed=$((ar - br))")
     fi
   done
@@ -375,20 +449,32 @@ versions() {
 }
 
 report() {
-  local header table w mode name rps ratio base
+  local header table w mode name rps ratio base cpu cpu_ratio cpu_base
   header="### Macro benchmark, $(date -u), nproc=$(nproc)"$'\n\n'
   header+="$(versions)."$'\n'
-  header+="wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency; \"close\" adds -H 'Connection: close'."
-  table="| workers | mode | proxy | req/s | p50 | p99 | ratio to nginx (req/s) |"$'\n'
-  table+="|---|---|---|---|---|---|---|"
+  header+="wrk -t1 -c$CONNECTIONS -d${DURATION}s --latency; \"close\" adds -H 'Connection: close'"
+  header+=" (wrk resumes its TLS session on reconnect); \"full\" is \"close\" with session"
+  header+=" resumption turned off in every proxy, so each request is a full handshake."$'\n'
+  header+="CPU µs/req is the proxy's own CPU time (user+system, all its threads and processes;"
+  header+=" not wrk's or the backend's) per completed request, and CPU vs nginx is nginx's CPU/req"
+  header+=" over the proxy's (>1: the proxy is cheaper); on this shared $(nproc)-core machine that is"
+  header+=" the number to read, because req/s and its ratio are bounded by wrk and the backend"
+  header+=" sharing the cores."
+  table="| workers | mode | proxy | req/s | p50 | p99 | ratio to nginx (req/s) | CPU µs/req |"
+  table+=" CPU vs nginx |"$'\n'
+  table+="|---|---|---|---|---|---|---|---|---|"
   for w in 1 2; do
-    for mode in keepalive close; do
+    for mode in keepalive close full; do
       base=${RESULT_RPS["$w/$mode/nginx"]}
+      cpu_base=${RESULT_CPU["$w/$mode/nginx"]}
       for name in tessera nginx haproxy; do
         rps=${RESULT_RPS["$w/$mode/$name"]}
         ratio=$(awk -v a="$rps" -v b="$base" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+        cpu=${RESULT_CPU["$w/$mode/$name"]}
+        cpu_ratio=$(awk -v a="$cpu" -v b="$cpu_base" \
+          'BEGIN {if (a > 0 && b > 0) printf "%.2f", b / a; else printf "n/a"}')
         table+=$'\n'"| $w | $mode | $name | $rps | ${RESULT_P50["$w/$mode/$name"]} |"
-        table+=" ${RESULT_P99["$w/$mode/$name"]} | $ratio |"
+        table+=" ${RESULT_P99["$w/$mode/$name"]} | $ratio | ${cpu:-n/a} | $cpu_ratio |"
       done
     done
   done
@@ -410,7 +496,7 @@ main() {
   [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a whole number of seconds"
   [[ "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a whole number"
   local tool
-  for tool in wrk nginx haproxy curl openssl ss awk; do
+  for tool in wrk nginx haproxy curl openssl ss awk pgrep getconf; do
     command -v "$tool" >/dev/null || die "$tool is not installed (make bench installs it)"
   done
   for tool in tessera tessera-demo-backend; do
@@ -423,11 +509,11 @@ main() {
   TMP=$(mktemp -d -t tessera-macro.XXXXXX)
   make_cert
 
-  declare -gA RESULT_RPS=() RESULT_P50=() RESULT_P99=()
+  CLK_TCK=$(getconf CLK_TCK)
+  [[ "$CLK_TCK" =~ ^[1-9][0-9]*$ ]] || die "getconf CLK_TCK gave '$CLK_TCK'"
+  declare -gA RESULT_RPS=() RESULT_P50=() RESULT_P99=() RESULT_CPU=()
   alloc_port BACKEND_PORT
-  start backend "$TMP/backend.log" "$BUILD_DIR/tessera-demo-backend" --port "$BACKEND_PORT" \
-    --threads 1
-  wait_listening backend "$STARTED_PID" "$BACKEND_PORT" "$TMP/backend.log"
+  start_backend
 
   local workers name
   for workers in 1 2; do

@@ -172,7 +172,8 @@ ClientConnection::IoStatus ClientConnection::readClient() {
     if (evbuffer_reserve_space(in_, kReadChunk, &v, 1) < 1) return IoStatus::kError;
     size_t n = 0;
     if (ssl_) {
-      ERR_clear_error();
+      // The thread's error queue is kept empty (every failure below clears it), so there is no
+      // ERR_clear_error() before each call on this hot path.
       int rc = SSL_read_ex(ssl_.get(), v.iov_base, v.iov_len, &n);
       if (rc != 1) {
         int err = SSL_get_error(ssl_.get(), rc);
@@ -181,10 +182,9 @@ ClientConnection::IoStatus ClientConnection::readClient() {
           wantClientWrite(true);
           return IoStatus::kWouldBlock;
         }
-        if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && errno == 0)) {
-          return IoStatus::kEof;
-        }
-        return IoStatus::kError;
+        bool eof = err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && errno == 0);
+        ERR_clear_error();
+        return eof ? IoStatus::kEof : IoStatus::kError;
       }
     } else {
       ssize_t r = ::read(fd_, v.iov_base, v.iov_len);
@@ -222,14 +222,14 @@ ClientConnection::IoStatus ClientConnection::writeClient() {
     size_t len = std::min<size_t>(evbuffer_get_length(out_), kReadChunk);
     unsigned char* p = evbuffer_pullup(out_, static_cast<ssize_t>(len));
     size_t n = 0;
-    ERR_clear_error();
-    int rc = SSL_write_ex(ssl_.get(), p, len, &n);
+    int rc = SSL_write_ex(ssl_.get(), p, len, &n);  // error queue empty: see readClient()
     if (rc == 1) {
       evbuffer_drain(out_, n);
       continue;
     }
     int err = SSL_get_error(ssl_.get(), rc);
     if (err == SSL_ERROR_WANT_WRITE || err == SSL_ERROR_WANT_READ) return IoStatus::kWouldBlock;
+    ERR_clear_error();
     return IoStatus::kError;
   }
   return IoStatus::kOk;
@@ -260,7 +260,10 @@ void ClientConnection::startLinger() {
   }
   if (lingering_) return;
   lingering_ = true;
-  if (ssl_) SSL_shutdown(ssl_.get());
+  if (ssl_) {
+    SSL_shutdown(ssl_.get());
+    ERR_clear_error();
+  }
   ::shutdown(fd_, SHUT_WR);
   wantClientRead(true);
   armTimer(kLinger);
@@ -562,6 +565,7 @@ void ClientConnection::close() {
   if (ssl_ && !lingering_ && SSL_is_init_finished(ssl_.get())) {
     SSL_set_quiet_shutdown(ssl_.get(), 0);
     SSL_shutdown(ssl_.get());  // best effort close_notify; never waits
+    ERR_clear_error();
   }
   event_del(read_ev_);
   event_del(write_ev_);

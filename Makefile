@@ -63,7 +63,7 @@ test: build
 
 bench: bench-deps build
 	$(BUILD)/bench/tessera_micro_bench --benchmark_min_time=0.2
-	bash bench/macro.sh $(BUILD)
+	RESULTS_FILE=bench/RESULTS.md bash bench/macro.sh $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

@@ -128,6 +128,30 @@ TEST_F(ProxyTest, FiveMebibyteChunkedUploadAndDownloadAreByteExact) {
   EXPECT_EQ(sha256Hex(got), sha256Hex(data));
 }
 
+TEST_F(ProxyTest, AdminAnswersHealthAndPrometheusMetrics) {
+  start();
+  EXPECT_EQ(statusCodes(httpGet(opts_.admin_port, "/healthz")), std::vector<int>{200});
+  EXPECT_EQ(statusCodes(httpGet(opts_.admin_port, "/nope")), std::vector<int>{404});
+  curl({"-o", "/dev/null", url("/echo")});
+  std::string metrics = httpGet(opts_.admin_port, "/metrics");
+  for (const char* family :
+       {"# TYPE tessera_connections_open gauge", "# TYPE tessera_connections_total counter",
+        "# TYPE tessera_tls_handshakes_total counter",
+        "# TYPE tessera_upstream_connect_errors_total counter",
+        "# TYPE tessera_upstream_timeouts_total counter",
+        "# TYPE tessera_request_duration_seconds histogram",
+        "tessera_request_duration_seconds_bucket{le=\"+Inf\"} 1",
+        "tessera_request_duration_seconds_count 1", "tessera_requests_total{class=\"2xx\"} 1"}) {
+    EXPECT_NE(metrics.find(family), std::string::npos) << family << " missing in\n" << metrics;
+  }
+}
+
+TEST_F(ProxyTest, VersionPrintsTheVersion) {
+  CommandResult r = run({TESSERA_BINARY, "version"});
+  EXPECT_EQ(r.exit_code, 0);
+  EXPECT_EQ(r.output.rfind("tessera ", 0), 0u) << r.output;
+}
+
 TEST_F(ProxyTest, KeepAliveReusesConnectionsOnBothSides) {
   start();
   double before = tessera_->metric("tessera_connections_total");  // start() probed the port

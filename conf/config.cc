@@ -178,6 +178,9 @@ namespace {
 
 constexpr int kMaxWorkers = 1024;
 constexpr int kDefaultAdminPort = 9901;
+constexpr int kMaxIoThreads = 64;
+constexpr uint64_t kMaxServerWeight = 1000;
+constexpr size_t kMaxSealKeyId = 32;
 
 std::string joinPath(const std::string& path, std::string_view key) {
   return path.empty() ? std::string(key) : path + '.' + std::string(key);
@@ -260,6 +263,12 @@ class Loader {
   std::optional<bool> boolean(const Item& item);
   std::optional<int> count(const Item& item);
   std::optional<int> workers(const Item& item);
+  std::optional<int> intInRange(const Item& item, int min, int max);
+  std::optional<int> ioThreads(const Item& item);
+  std::optional<int> ipv4Prefix(const Item& item);
+  std::optional<int> ipv6Prefix(const Item& item);
+  std::optional<uint64_t> entries(const Item& item);
+  std::optional<uint64_t> maxEntries(const Item& item);
   std::optional<Millis> duration(const Item& item);
   std::optional<uint64_t> size(const Item& item);
   std::optional<HostPort> hostPort(const Item& item);
@@ -269,6 +278,11 @@ class Loader {
   std::optional<std::string> logLevel(const Item& item);
   std::optional<std::string> accessLog(const Item& item);
   std::optional<std::string> logFormat(const Item& item);
+  std::optional<std::string> auditLog(const Item& item);
+  std::optional<StoreKind> storeKind(const Item& item);
+  std::optional<std::string> sealKeyId(const Item& item);
+  std::optional<MemcachedServer> memcachedServer(const Item& item);
+  std::optional<std::vector<DeviceAttribute>> deviceAttributes(const Item& item);
   std::optional<std::string> choice(const Item& item, std::initializer_list<std::string_view> ok,
                                     std::string_view expected);
 
@@ -288,6 +302,13 @@ class Loader {
   void limits(const Item& item, Limits& limits);
   void admin(const Item& item, Admin& admin);
   void log(const Item& item, Log& log);
+  void cluster(const Item& item, Cluster& cluster);
+  void sessionCache(const Item& item, SessionCache& cache);
+  void sealKeys(const Fields& fields, SessionCache& cache, bool required);
+  std::optional<SealKeyRef> sealKey(const Item& item, std::map<std::string, std::string>& ids);
+  void memcached(const Fields& fields, Memcached& out, bool required);
+  void deviceBinding(const Item& item, DeviceBinding& binding);
+  void tlsBinding(const Item& item, TlsBinding& binding);
 
   std::string file_;
   std::vector<Error> errors_;
@@ -418,6 +439,42 @@ std::optional<int> Loader::workers(const Item& item) {
   return static_cast<int>(*value);
 }
 
+std::optional<int> Loader::intInRange(const Item& item, int min, int max) {
+  const std::string expected =
+      "expected an integer from " + std::to_string(min) + " to " + std::to_string(max);
+  std::optional<std::string> text = scalar(item, expected);
+  if (!text) return std::nullopt;
+  std::optional<uint64_t> value = parseUnsigned(*text);
+  if (!value || *value < static_cast<uint64_t>(min) || *value > static_cast<uint64_t>(max)) {
+    fail(item, expected);
+    return std::nullopt;
+  }
+  return static_cast<int>(*value);
+}
+
+std::optional<int> Loader::ioThreads(const Item& item) {
+  return intInRange(item, 1, kMaxIoThreads);
+}
+std::optional<int> Loader::ipv4Prefix(const Item& item) { return intInRange(item, 0, 32); }
+std::optional<int> Loader::ipv6Prefix(const Item& item) { return intInRange(item, 0, 128); }
+
+std::optional<uint64_t> Loader::entries(const Item& item) {
+  std::optional<std::string> text = scalar(item, "expected an integer >= 0");
+  if (!text) return std::nullopt;
+  std::optional<uint64_t> value = parseUnsigned(*text);
+  if (!value) fail(item, "expected an integer >= 0");
+  return value;
+}
+
+std::optional<uint64_t> Loader::maxEntries(const Item& item) {
+  std::optional<uint64_t> value = entries(item);
+  if (value && *value == 0) {
+    fail(item, "must be greater than 0");
+    return std::nullopt;
+  }
+  return value;
+}
+
 std::optional<Millis> Loader::duration(const Item& item) {
   static constexpr std::string_view kExpected = "expected a duration like 250ms or 2s";
   std::optional<std::string> text = scalar(item, kExpected);
@@ -530,14 +587,103 @@ std::optional<std::string> Loader::logFormat(const Item& item) {
   return choice(item, {"json", "common"}, "expected json or common");
 }
 
+std::optional<std::string> Loader::auditLog(const Item& item) {
+  static constexpr std::string_view kExpected = "expected stderr, off or a file path";
+  std::optional<std::string> text = scalar(item, kExpected);
+  if (text && text->empty()) {
+    fail(item, std::string(kExpected));
+    return std::nullopt;
+  }
+  // Not silently a file named "stdout" in the working directory.
+  if (text && *text == "stdout") {
+    fail(item, std::string(kExpected) + "; stdout is not supported");
+    return std::nullopt;
+  }
+  return text;
+}
+
+std::optional<StoreKind> Loader::storeKind(const Item& item) {
+  std::optional<std::string> text =
+      choice(item, {"memory", "memcached"}, "expected memory or memcached");
+  if (!text) return std::nullopt;
+  return *text == "memory" ? StoreKind::kMemory : StoreKind::kMemcached;
+}
+
+std::optional<std::string> Loader::sealKeyId(const Item& item) {
+  std::optional<std::string> text = nonEmpty(item);
+  if (!text) return std::nullopt;
+  // Stored in every sealed record, so kept short and printable.
+  auto ok = [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') || c == '_' ||
+           c == '.' || c == '-';
+  };
+  if (text->size() > kMaxSealKeyId || !std::all_of(text->begin(), text->end(), ok)) {
+    fail(item, "expected at most " + std::to_string(kMaxSealKeyId) +
+                   " characters of A-Z, a-z, 0-9, '_', '.' and '-'");
+    return std::nullopt;
+  }
+  return text;
+}
+
+std::optional<MemcachedServer> Loader::memcachedServer(const Item& item) {
+  static constexpr std::string_view kExpected = "expected host:port[/weight]";
+  std::optional<std::string> text = scalar(item, kExpected);
+  if (!text) return std::nullopt;
+  // Neither a host name nor a bracketed IPv6 address contains '/'.
+  size_t slash = text->find('/');
+  std::optional<HostPort> address = parseHostPort(text->substr(0, slash));
+  if (!address) {
+    fail(item, std::string(kExpected));
+    return std::nullopt;
+  }
+  MemcachedServer result;
+  if (slash != std::string::npos) {
+    std::optional<uint64_t> weight = parseUnsigned(std::string_view(*text).substr(slash + 1));
+    if (!weight || *weight < 1 || *weight > kMaxServerWeight) {
+      fail(item, "weight must be an integer from 1 to " + std::to_string(kMaxServerWeight));
+      return std::nullopt;
+    }
+    result.weight = static_cast<uint32_t>(*weight);
+  }
+  // Kept so the proxy can report a failed connect at the right place.
+  address->mark = item.mark;
+  address->key_path = item.path;
+  result.address = std::move(*address);
+  return result;
+}
+
+std::optional<std::vector<DeviceAttribute>> Loader::deviceAttributes(const Item& item) {
+  if (!isList(item, false)) return std::nullopt;
+  std::vector<DeviceAttribute> result;
+  std::map<DeviceAttribute, std::string> seen;  // attribute -> key path that named it
+  bool ok = true;
+  for (const Item& element : elements(item)) {
+    std::optional<std::string> text = choice(element, {"ip", "ja4"}, "expected ip or ja4");
+    if (!text) {
+      ok = false;
+      continue;
+    }
+    DeviceAttribute attribute = *text == "ip" ? DeviceAttribute::kIp : DeviceAttribute::kJa4;
+    auto [it, added] = seen.emplace(attribute, element.path);
+    if (!added) {
+      fail(element, "duplicate attribute " + *text + " (also " + it->second + ")");
+      ok = false;
+      continue;
+    }
+    result.push_back(attribute);
+  }
+  if (!ok) return std::nullopt;
+  return result;
+}
+
 // --- Sections ---------------------------------------------------------------------------------
 
 Config Loader::load(const YAML::Node& root) {
   Config config;
   config.file = file_;
   std::optional<Fields> top =
-      fields(Item{root, "", markOf(root)},
-             {"workers", "listeners", "upstreams", "limits", "admin", "log"});
+      fields(Item{root, "", markOf(root)}, {"workers", "listeners", "upstreams", "limits", "admin",
+                                            "log", "cluster", "session_cache", "device_binding"});
   if (!top) return config;
   readOptional(*top, "workers", config.workers, &Loader::workers);
   // Upstreams first: routes refer to them.
@@ -550,6 +696,11 @@ Config Loader::load(const YAML::Node& root) {
     config.admin.listen = HostPort{"127.0.0.1", kDefaultAdminPort, {}, "admin.listen"};
   }
   if (const Item* item = top->find("log")) log(*item, config.log);
+  if (const Item* item = top->find("cluster")) cluster(*item, config.cluster);
+  if (const Item* item = top->find("session_cache")) sessionCache(*item, config.session_cache);
+  if (const Item* item = top->find("device_binding")) {
+    deviceBinding(*item, config.device_binding);
+  }
   checkAdminAddress(config);
   return config;
 }
@@ -757,11 +908,157 @@ void Loader::admin(const Item& item, Admin& admin) {
 }
 
 void Loader::log(const Item& item, Log& log) {
-  std::optional<Fields> f = fields(item, {"level", "access_log", "format"});
+  std::optional<Fields> f = fields(item, {"level", "access_log", "format", "audit_log"});
   if (!f) return;
   readOptional(*f, "level", log.level, &Loader::logLevel);
   readOptional(*f, "access_log", log.access_log, &Loader::accessLog);
   readOptional(*f, "format", log.format, &Loader::logFormat);
+  readOptional(*f, "audit_log", log.audit_log, &Loader::auditLog);
+}
+
+void Loader::cluster(const Item& item, Cluster& cluster) {
+  std::optional<Fields> f = fields(item, {"name"});
+  if (!f) return;
+  readOptional(*f, "name", cluster.name, &Loader::nonEmpty);
+}
+
+void Loader::sessionCache(const Item& item, SessionCache& cache) {
+  std::optional<Fields> f = fields(
+      item, {"store", "lifetime", "timeout", "l1_entries", "memory", "seal_keys", "memcached"});
+  if (!f) return;
+  // With a bad store value, the memcached requirements are not checked: "store: expected ..."
+  // already says what is wrong.
+  bool store_ok = true;
+  if (const Item* store = f->find("store")) {
+    std::optional<StoreKind> kind = storeKind(*store);
+    if (kind) cache.store = *kind;
+    store_ok = kind.has_value();
+  }
+  const bool shared = store_ok && cache.store == StoreKind::kMemcached;
+  readOptional(*f, "lifetime", cache.lifetime, &Loader::duration);
+  readOptional(*f, "timeout", cache.timeout, &Loader::duration);
+  readOptional(*f, "l1_entries", cache.l1_entries, &Loader::entries);
+  if (const Item* memory = f->find("memory")) {
+    if (std::optional<Fields> m = fields(*memory, {"max_entries"})) {
+      readOptional(*m, "max_entries", cache.memory_max_entries, &Loader::maxEntries);
+    }
+  }
+  sealKeys(*f, cache, shared);
+  // Accepted and checked with either store, so switching back and forth needs no other edit.
+  if (const Item* block = f->find("memcached")) {
+    if (std::optional<Fields> m =
+            fields(*block, {"servers", "replicas", "io_threads", "retry_timeout", "connect_timeout",
+                            "io_timeout"})) {
+      memcached(*m, cache.memcached, shared);
+    }
+  } else if (shared) {
+    fail(f->mark, joinPath(f->path, "memcached"), "required when store is memcached");
+  }
+}
+
+void Loader::sealKeys(const Fields& fields, SessionCache& cache, bool required) {
+  const Item* list = fields.find("seal_keys");
+  if (!list) {
+    // Without keys the memory store seals with a random key made at startup; records shared
+    // with other processes need keys every node has.
+    if (required) {
+      fail(fields.mark, joinPath(fields.path, "seal_keys"), "required when store is memcached");
+    }
+    return;
+  }
+  if (!isList(*list, false)) return;
+  if (required && list->node.size() == 0) {
+    fail(*list, "must not be empty when store is memcached");
+  }
+  std::map<std::string, std::string> ids;  // id -> key path that set it
+  for (const Item& element : elements(*list)) {
+    if (std::optional<SealKeyRef> key = sealKey(element, ids)) {
+      cache.seal_keys.push_back(std::move(*key));
+    }
+  }
+}
+
+std::optional<SealKeyRef> Loader::sealKey(const Item& item,
+                                          std::map<std::string, std::string>& ids) {
+  std::optional<Fields> f = fields(item, {"id", "file"});
+  if (!f) return std::nullopt;
+  SealKeyRef result;
+  result.mark = item.mark;
+  result.key_path = item.path;
+  readRequired(*f, "id", result.id, &Loader::sealKeyId);
+  readRequired(*f, "file", result.file, &Loader::nonEmpty);
+  const Item* id = f->find("id");
+  if (id && !result.id.empty()) {
+    // Records name the key that sealed them: two keys with one id could not be told apart.
+    auto [it, added] = ids.emplace(result.id, id->path);
+    if (!added) {
+      fail(*id, "duplicate seal key id \"" + result.id + "\" (also " + it->second + ")");
+    }
+  }
+  return result;
+}
+
+void Loader::memcached(const Fields& fields, Memcached& out, bool required) {
+  const Item* servers = fields.find("servers");
+  bool servers_ok = false;  // present, a list, and every entry accepted
+  if (!servers) {
+    if (required) {
+      fail(fields.mark, joinPath(fields.path, "servers"), "required when store is memcached");
+    }
+  } else if (isList(*servers, false)) {
+    servers_ok = true;
+    if (required && servers->node.size() == 0) {
+      fail(*servers, "must not be empty when store is memcached");
+    }
+    std::map<std::string, std::string> addresses;  // host:port -> key path
+    for (const Item& element : elements(*servers)) {
+      std::optional<MemcachedServer> server = memcachedServer(element);
+      if (!server) {
+        servers_ok = false;
+        continue;
+      }
+      // A duplicate would hold two points of the ring, and a "replica" could land on it.
+      auto [it, added] = addresses.emplace(server->address.str(), element.path);
+      if (!added) {
+        fail(element, "duplicate server " + server->address.str() + " (also " + it->second + ")");
+        servers_ok = false;
+        continue;
+      }
+      out.servers.push_back(std::move(*server));
+    }
+  }
+  const int server_count = static_cast<int>(out.servers.size());
+  if (const Item* replicas = fields.find("replicas")) {
+    std::optional<int> value = count(*replicas);
+    if (value) {
+      out.replicas = *value;
+      // Only meaningful once the server list is valid; a broken list is reported already.
+      if (required && servers_ok && server_count > 0 && *value >= server_count) {
+        fail(*replicas, "must be less than the number of servers");
+      }
+    }
+  } else if (server_count > 0) {
+    // The default of 1 extra copy needs two servers; with a single one there is nowhere to put it.
+    out.replicas = std::min(out.replicas, server_count - 1);
+  }
+  readOptional(fields, "io_threads", out.io_threads, &Loader::ioThreads);
+  readOptional(fields, "retry_timeout", out.retry_timeout, &Loader::duration);
+  readOptional(fields, "connect_timeout", out.connect_timeout, &Loader::duration);
+  readOptional(fields, "io_timeout", out.io_timeout, &Loader::duration);
+}
+
+void Loader::deviceBinding(const Item& item, DeviceBinding& binding) {
+  std::optional<Fields> f = fields(item, {"tls"});
+  if (!f) return;
+  if (const Item* tls = f->find("tls")) tlsBinding(*tls, binding.tls);
+}
+
+void Loader::tlsBinding(const Item& item, TlsBinding& binding) {
+  std::optional<Fields> f = fields(item, {"attributes", "ipv4_prefix", "ipv6_prefix"});
+  if (!f) return;
+  readOptional(*f, "attributes", binding.attributes, &Loader::deviceAttributes);
+  readOptional(*f, "ipv4_prefix", binding.ipv4_prefix, &Loader::ipv4Prefix);
+  readOptional(*f, "ipv6_prefix", binding.ipv6_prefix, &Loader::ipv6Prefix);
 }
 
 // --- Entry points -----------------------------------------------------------------------------

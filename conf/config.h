@@ -118,6 +118,58 @@ struct Log {
   std::string level = "info";         // trace | debug | info | warn | error | critical | off
   std::string access_log = "stdout";  // stdout | stderr | off | a file path
   std::string format = "json";        // json | common
+  std::string audit_log = "stderr";   // security events, JSON lines: stderr | off | a file path
+};
+
+struct Cluster {
+  // Nodes with the same name (and listener name) share TLS sessions: it seeds the session id
+  // context, so it must be equal on every node of a cluster.
+  std::string name = "tessera";
+};
+
+enum class StoreKind { kMemory, kMemcached };
+
+struct SealKeyRef {
+  std::string id;        // short, unique; stored in every sealed record
+  std::string file;      // 32 random bytes (`tessera keygen seal --out FILE`)
+  Mark mark;             // of the list item
+  std::string key_path;  // "session_cache.seal_keys[0]"
+};
+
+struct MemcachedServer {
+  HostPort address;
+  uint32_t weight = 1;  // "host:port/weight" in YAML
+};
+
+struct Memcached {
+  std::vector<MemcachedServer> servers;  // required when store is memcached
+  int replicas = 1;                      // extra copies, on distinct nodes; 0..servers-1
+  int io_threads = 2;                    // threads that make the blocking libmemcached calls
+  Millis retry_timeout{2000};            // a failed node is retried after this
+  Millis connect_timeout{200};           // per node connect
+  Millis io_timeout{200};                // per request send/receive (poll) timeout
+};
+
+struct SessionCache {
+  StoreKind store = StoreKind::kMemory;
+  Millis lifetime{300000};               // how long a TLS session may be resumed
+  Millis timeout{50};                    // deadline for a lookup during a handshake
+  uint64_t l1_entries = 20000;           // per-worker L1; 0 turns it off
+  uint64_t memory_max_entries = 100000;  // bound of the embedded store (`memory.max_entries`)
+  std::vector<SealKeyRef> seal_keys;     // first seals, all open; required for memcached
+  Memcached memcached;
+};
+
+enum class DeviceAttribute { kIp, kJa4 };
+
+struct TlsBinding {
+  std::vector<DeviceAttribute> attributes = {DeviceAttribute::kIp};  // [] turns binding off
+  int ipv4_prefix = 32;                                              // 0..32
+  int ipv6_prefix = 64;                                              // 0..128
+};
+
+struct DeviceBinding {
+  TlsBinding tls;
 };
 
 struct Config {
@@ -128,6 +180,9 @@ struct Config {
   Limits limits;
   Admin admin;
   Log log;
+  Cluster cluster;
+  SessionCache session_cache;
+  DeviceBinding device_binding;
 
   int effectiveWorkers() const;  // resolves auto
 };

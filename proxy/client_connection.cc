@@ -72,6 +72,7 @@ ClientConnection::~ClientConnection() {
   evbuffer_free(out_);
   evbuffer_free(upstream_out_);
   upstream_.reset();
+  glue_.reset();
   ssl_.reset();
   ::close(fd_);
   drop(worker_.counters().connections_open);
@@ -86,6 +87,11 @@ void ClientConnection::start() {
       return;
     }
     SSL_set_accept_state(ssl_.get());
+    if (listener_.conf->tls->session_resumption) {
+      glue_ = std::make_unique<TlsSessionGlue>(worker_.sessionCache(), *snapshot_, listener_, peer_,
+                                               peer_ip_, [this] { resumeHandshake(); });
+      glue_->attach(ssl_.get());
+    }
     phase_ = Phase::kHandshake;
   } else {
     phase_ = Phase::kWaitRequest;
@@ -154,6 +160,12 @@ void ClientConnection::doHandshake() {
     wantClientWrite(true);
     return;
   }
+  if (err == SSL_ERROR_WANT_CLIENT_HELLO_CB) {
+    // The session lookup is in flight: nothing to read or write until resumeHandshake().
+    wantClientRead(false);
+    wantClientWrite(false);
+    return;
+  }
   bump(worker_.counters().tls_handshake_errors);
   if (spdlog::should_log(spdlog::level::debug)) {
     std::string why = opensslErrors();
@@ -164,6 +176,12 @@ void ClientConnection::doHandshake() {
   }
   ERR_clear_error();
   close();
+}
+
+void ClientConnection::resumeHandshake() {
+  if (phase_ != Phase::kHandshake) return;
+  wantClientRead(true);
+  doHandshake();
 }
 
 ClientConnection::IoStatus ClientConnection::readClient() {

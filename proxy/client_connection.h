@@ -25,6 +25,7 @@
 #include "proxy/http_message.h"
 #include "proxy/snapshot.h"
 #include "proxy/tls_context.h"
+#include "proxy/tls_session_glue.h"
 #include "proxy/upstream_pool.h"
 
 namespace tessera::proxy {
@@ -58,6 +59,7 @@ class ClientConnection : private HttpParser::Sink, private UpstreamConn::Handler
   void handleClientReadable();
   void handleClientWritable();
   void doHandshake();
+  void resumeHandshake();  // a session lookup that paused the handshake is done
   IoStatus readClient();
   IoStatus writeClient();
   void flushClient();
@@ -105,6 +107,7 @@ class ClientConnection : private HttpParser::Sink, private UpstreamConn::Handler
   sockaddr_storage peer_;
   std::string peer_ip_;
   SslPtr ssl_;
+  std::unique_ptr<TlsSessionGlue> glue_;  // cluster session cache; destroyed before ssl_
   event* read_ev_;
   event* write_ev_;
   event* timer_ev_;

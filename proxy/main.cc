@@ -3,6 +3,7 @@
 #include <CLI/CLI.hpp>
 #include <iostream>
 
+#include "cache/sealer.h"
 #include "conf/config.h"
 #include "proxy/server.h"
 #include "proxy/snapshot.h"
@@ -34,10 +35,24 @@ int main(int argc, char** argv) {
   CLI::App* check = app.add_subcommand("validate", "Check a config file and what it names");
   check->add_option("-c,--config", config, "Config file")->capture_default_str();
   app.add_subcommand("version", "Print the version");
+  CLI::App* keygen = app.add_subcommand("keygen", "Make keys");
+  keygen->require_subcommand(1);
+  CLI::App* seal = keygen->add_subcommand("seal", "A session-store seal key: 32 random bytes");
+  std::string out;
+  seal->add_option("--out", out, "New key file (mode 0600; never overwritten)")->required();
 
   CLI11_PARSE(app, argc, argv);
   if (*run) return tessera::proxy::Server(config).run();
   if (*check) return validate(config);
+  if (*seal) {
+    std::string error;
+    if (!tessera::cache::writeSealKeyFile(out, error)) {
+      std::cerr << "tessera keygen seal: " << error << "\n";
+      return 1;
+    }
+    std::cout << "wrote " << out << "\n";
+    return 0;
+  }
   std::cout << "tessera " << TESSERA_VERSION << "\n";
   return 0;
 }

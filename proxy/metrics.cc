@@ -15,6 +15,15 @@ void WorkerMetrics::observeRequest(int status, uint64_t duration_us) {
   bump(duration_count);
 }
 
+void WorkerMetrics::observeStoreLatency(uint64_t us) {
+  size_t i = 0;
+  double seconds = static_cast<double>(us) / 1e6;
+  while (i < kStoreLatencyBuckets.size() && seconds > kStoreLatencyBuckets[i]) ++i;
+  bump(store_latency_buckets[i]);
+  bump(store_latency_sum_us, us);
+  bump(store_latency_count);
+}
+
 namespace {
 
 uint64_t sum(const std::vector<const WorkerMetrics*>& ws, const Counter WorkerMetrics::*field) {
@@ -67,9 +76,45 @@ void histogram(std::string& out, const std::vector<const WorkerMetrics*>& ws) {
                      sum(ws, &WorkerMetrics::duration_count));
 }
 
+void sessionCache(std::string& out, const std::vector<const WorkerMetrics*>& ws) {
+  family(out, "tessera_tls_session_lookups_total", "counter",
+         "TLS session lookups by result (hit_l1, hit_store, miss, timeout, error, "
+         "binding_mismatch).");
+  static const char* kResult[] = {"hit_l1",  "hit_store", "miss",
+                                  "timeout", "error",     "binding_mismatch"};
+  for (int r = 0; r < kLookupResults; ++r) {
+    uint64_t n = 0;
+    for (const WorkerMetrics* w : ws) n += w->session_lookups[r].load(std::memory_order_relaxed);
+    out += fmt::format("tessera_tls_session_lookups_total{{result=\"{}\"}} {}\n", kResult[r], n);
+  }
+  family(out, "tessera_store_latency_seconds", "histogram",
+         "Time from a session-cache store request to its answer (or its deadline).");
+  uint64_t cumulative = 0;
+  for (size_t i = 0; i <= kStoreLatencyBuckets.size(); ++i) {
+    for (const WorkerMetrics* w : ws) {
+      cumulative += w->store_latency_buckets[i].load(std::memory_order_relaxed);
+    }
+    std::string le =
+        i < kStoreLatencyBuckets.size() ? fmt::format("{}", kStoreLatencyBuckets[i]) : "+Inf";
+    out += fmt::format("tessera_store_latency_seconds_bucket{{le=\"{}\"}} {}\n", le, cumulative);
+  }
+  out += fmt::format("tessera_store_latency_seconds_sum {}\n",
+                     static_cast<double>(sum(ws, &WorkerMetrics::store_latency_sum_us)) / 1e6);
+  out += fmt::format("tessera_store_latency_seconds_count {}\n",
+                     sum(ws, &WorkerMetrics::store_latency_count));
+}
+
+void storeNodes(std::string& out, const std::vector<std::pair<std::string, bool>>& nodes) {
+  family(out, "tessera_store_node_up", "gauge", "1 if a session-store node is up, else 0.");
+  for (const auto& [name, up] : nodes) {
+    out += fmt::format("tessera_store_node_up{{node=\"{}\"}} {}\n", name, up ? 1 : 0);
+  }
+}
+
 }  // namespace
 
-std::string renderPrometheus(const std::vector<const WorkerMetrics*>& ws) {
+std::string renderPrometheus(const std::vector<const WorkerMetrics*>& ws,
+                             const std::vector<std::pair<std::string, bool>>& store_nodes) {
   std::string out;
   using W = WorkerMetrics;
   simple(out, ws, "tessera_connections_open", "gauge", "Client connections open now.",
@@ -94,6 +139,17 @@ std::string renderPrometheus(const std::vector<const WorkerMetrics*>& ws) {
   simple(out, ws, "tessera_upstream_timeouts_total", "counter",
          "Upstream responses that did not come within read_timeout.", &W::upstream_timeouts);
   histogram(out, ws);
+  sessionCache(out, ws);
+  simple(out, ws, "tessera_tls_binding_mismatch_total", "counter",
+         "TLS resumptions refused because another device presented the session.",
+         &W::tls_binding_mismatches);
+  simple(out, ws, "tessera_seal_open_failures_total", "counter",
+         "Store records that failed to unseal (tampered, or an unknown key): treated as misses.",
+         &W::seal_open_failures);
+  simple(out, ws, "tessera_tls_session_store_write_errors_total", "counter",
+         "New TLS sessions the store did not accept (timeout or error).",
+         &W::session_store_write_errors);
+  storeNodes(out, store_nodes);
   return out;
 }
 

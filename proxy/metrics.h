@@ -10,6 +10,7 @@
 #include <atomic>
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 namespace tessera::proxy {
@@ -27,6 +28,14 @@ inline void drop(Counter& c) {
 inline constexpr std::array<double, 12> kDurationBuckets = {
     0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 5.0};
 
+// Store latency buckets, in seconds.
+inline constexpr std::array<double, 10> kStoreLatencyBuckets = {
+    0.0001, 0.00025, 0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1};
+
+// How a TLS session lookup ended.
+enum class LookupResult { kHitL1, kHitStore, kMiss, kTimeout, kError, kBindingMismatch };
+inline constexpr int kLookupResults = 6;
+
 struct alignas(64) WorkerMetrics {
   Counter connections_open{0};
   Counter connections_total{0};
@@ -43,11 +52,21 @@ struct alignas(64) WorkerMetrics {
   Counter duration_buckets[kDurationBuckets.size() + 1] = {};  // last: +Inf
   Counter duration_sum_us{0};
   Counter duration_count{0};
+  // TLS session cache.
+  Counter session_lookups[kLookupResults] = {};
+  Counter tls_binding_mismatches{0};
+  Counter seal_open_failures{0};
+  Counter session_store_write_errors{0};
+  Counter store_latency_buckets[kStoreLatencyBuckets.size() + 1] = {};
+  Counter store_latency_sum_us{0};
+  Counter store_latency_count{0};
 
   void observeRequest(int status, uint64_t duration_us);
+  void observeStoreLatency(uint64_t us);
 };
 
-// Prometheus text exposition of the sum over all workers.
-std::string renderPrometheus(const std::vector<const WorkerMetrics*>& workers);
+// Prometheus text exposition of the sum over all workers, plus the state of each store node.
+std::string renderPrometheus(const std::vector<const WorkerMetrics*>& workers,
+                             const std::vector<std::pair<std::string, bool>>& store_nodes = {});
 
 }  // namespace tessera::proxy

@@ -12,6 +12,7 @@
 #include <iostream>
 
 #include "proxy/metrics.h"
+#include "proxy/store_factory.h"
 
 namespace tessera::proxy {
 
@@ -46,6 +47,7 @@ Server::~Server() {
   if (shutdown_tick_ != nullptr) event_free(shutdown_tick_);
   if (admin_ != nullptr) evhttp_free(admin_);
   workers_.clear();
+  store_.reset();
   if (base_ != nullptr) event_base_free(base_);
 }
 
@@ -63,7 +65,7 @@ int Server::run() {
   }
   setupLogging(snapshot_->config().log.level);
   base_ = event_base_new();
-  if (!startWorkers() || !startAdmin()) {
+  if (!startStore() || !startWorkers() || !startAdmin()) {
     spdlog::shutdown();
     return 1;
   }
@@ -113,9 +115,20 @@ bool Server::startWorkers() {
   }
   for (int i = 0; i < n; ++i) {
     workers_.push_back(
-        std::make_unique<Worker>(i, snapshot_, std::move(fds[static_cast<size_t>(i)])));
+        std::make_unique<Worker>(i, snapshot_, std::move(fds[static_cast<size_t>(i)]), *store_));
   }
   for (auto& w : workers_) w->start();
+  return true;
+}
+
+bool Server::startStore() {
+  std::string error;
+  store_ = makeStoreBackend(snapshot_->config(), error);
+  if (!store_) {
+    spdlog::error("{}: session_cache: {}", snapshot_->config().file, error);
+    return false;
+  }
+  spdlog::info("session cache: {}", store_->describe());
   return true;
 }
 
@@ -164,7 +177,7 @@ void Server::onAdminRequest(evhttp_request* req, void* arg) {
 std::string Server::renderMetrics() const {
   std::vector<const WorkerMetrics*> ms;
   for (const auto& w : workers_) ms.push_back(&w->metrics());
-  return renderPrometheus(ms);
+  return renderPrometheus(ms, store_->nodeStates());
 }
 
 void Server::onSignal(evutil_socket_t sig, short, void* arg) {
@@ -189,6 +202,10 @@ void Server::reload() {
   if (!openListenFds(*next, listen_addresses_, fds)) {
     spdlog::error("reload of {} refused; still serving the previous config", config_path_);
     return;
+  }
+  if (storeSettings(next->config()) != storeSettings(snapshot_->config())) {
+    spdlog::warn(
+        "reload: a new session_cache store or memcached ring takes effect on restart only");
   }
   if (next->config().effectiveWorkers() != static_cast<int>(workers_.size())) {
     spdlog::warn("reload: a new worker count takes effect on restart only");

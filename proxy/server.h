@@ -18,6 +18,7 @@
 #include <string>
 #include <vector>
 
+#include "cache/store.h"
 #include "conf/config.h"
 #include "proxy/snapshot.h"
 #include "proxy/worker.h"
@@ -35,6 +36,7 @@ class Server {
   int run();
 
  private:
+  bool startStore();
   bool startWorkers();
   bool startAdmin();
   bool openListenFds(const Snapshot& snap, const std::set<std::string>& skip,
@@ -48,6 +50,7 @@ class Server {
   static void onAdminRequest(evhttp_request* req, void* arg);
 
   std::string config_path_;
+  std::unique_ptr<cache::StoreBackend> store_;  // outlives the workers
   std::shared_ptr<const Snapshot> snapshot_;
   std::set<std::string> listen_addresses_;
   std::vector<std::unique_ptr<Worker>> workers_;

@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "proxy/tls_session_glue.h"
+
 namespace tessera::proxy {
 
 namespace {
@@ -17,6 +19,27 @@ bool hostMatches(std::string_view pattern, std::string_view host) {
     return host.size() > suffix.size() && host.substr(host.size() - suffix.size()) == suffix;
   }
   return pattern == host;
+}
+
+std::shared_ptr<const cache::Sealer> buildSealer(const conf::Config& c,
+                                                 std::vector<conf::Error>& errors) {
+  const auto& keys = c.session_cache.seal_keys;
+  if (keys.empty()) {
+    // Records of the in-process store never leave the process; one key for its whole life keeps
+    // sessions valid across reloads.
+    static const std::shared_ptr<const cache::Sealer> ephemeral = cache::Sealer::ephemeral();
+    return ephemeral;
+  }
+  std::vector<std::pair<std::string, std::string>> files;
+  for (const conf::SealKeyRef& k : keys) files.emplace_back(k.id, k.file);
+  std::string error;
+  std::unique_ptr<cache::Sealer> sealer = cache::Sealer::fromFiles(files, error);
+  if (!sealer) {
+    // Point at the first key entry: the message names the file that failed.
+    errors.push_back(conf::Error{c.file, keys.front().mark, "session_cache.seal_keys", error});
+    return nullptr;
+  }
+  return sealer;
 }
 
 }  // namespace
@@ -40,7 +63,11 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const conf::Conf
     t.conf = &l;
     std::string err;
     if (!resolve(l.listen, t.address, err)) errors.push_back(addressError(*config, l.listen, err));
-    if (l.tls) t.tls = TlsContexts::build(*l.tls, config->file, errors);
+    if (l.tls) {
+      t.tls = TlsContexts::build(
+          *l.tls, config->file, errors, sessionIdContext(config->cluster.name, l.name),
+          std::chrono::duration_cast<std::chrono::seconds>(config->session_cache.lifetime));
+    }
     for (const conf::Route& r : l.routes) {
       auto it = snap->upstreams_.find(r.upstream);
       t.routes.push_back({&r, it == snap->upstreams_.end() ? nullptr : &it->second});
@@ -51,6 +78,12 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const conf::Conf
   } catch (const std::exception& e) {
     errors.push_back(conf::Error{config->file, {}, "log.access_log", e.what()});
   }
+  try {
+    snap->audit_log_ = std::make_shared<AuditLog>(config->log.audit_log);
+  } catch (const std::exception& e) {
+    errors.push_back(conf::Error{config->file, {}, "log.audit_log", e.what()});
+  }
+  snap->sealer_ = buildSealer(*config, errors);
   if (!errors.empty()) throw conf::ConfigError(std::move(errors));
   return snap;
 }

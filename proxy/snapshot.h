@@ -14,8 +14,10 @@
 #include <string_view>
 #include <vector>
 
+#include "cache/sealer.h"
 #include "conf/config.h"
 #include "proxy/access_log.h"
+#include "proxy/audit_log.h"
 #include "proxy/socket_util.h"
 #include "proxy/tls_context.h"
 
@@ -47,12 +49,18 @@ class Snapshot {
   const conf::Config& config() const { return *config_; }
   const std::vector<ListenerTarget>& listeners() const { return listeners_; }
   const std::shared_ptr<const AccessLogSink>& accessLog() const { return access_log_; }
+  const AuditLog& auditLog() const { return *audit_log_; }
+  // Seals every record written to the session store. From session_cache.seal_keys; without keys,
+  // a random key made once per process (fine for the in-process store only).
+  const cache::Sealer& sealer() const { return *sealer_; }
 
  private:
   std::shared_ptr<const conf::Config> config_;
   std::map<std::string, UpstreamTarget> upstreams_;
   std::vector<ListenerTarget> listeners_;
   std::shared_ptr<const AccessLogSink> access_log_;
+  std::shared_ptr<const AuditLog> audit_log_;
+  std::shared_ptr<const cache::Sealer> sealer_;
 };
 
 // Splits a request target into host (from absolute-form, else the Host header) and path.

@@ -5,6 +5,8 @@
 
 #include <algorithm>
 
+#include "proxy/tls_session_glue.h"
+
 namespace tessera::proxy {
 
 namespace {
@@ -141,15 +143,15 @@ SslCtxPtr newServerContext(const conf::Tls& tls) {
     SSL_CTX_set_options(ctx.get(), SSL_OP_NO_TICKET);
     SSL_CTX_set_num_tickets(ctx.get(), 0);
   }
-  static const unsigned char kSidCtx[] = "tessera";
-  SSL_CTX_set_session_id_context(ctx.get(), kSidCtx, sizeof(kSidCtx) - 1);
   return ctx;
 }
 
 }  // namespace
 
 std::unique_ptr<TlsContexts> TlsContexts::build(const conf::Tls& tls, const std::string& file,
-                                                std::vector<conf::Error>& errors) {
+                                                std::vector<conf::Error>& errors,
+                                                const std::string& session_id_context,
+                                                std::chrono::seconds lifetime) {
   auto out = std::unique_ptr<TlsContexts>(new TlsContexts());
   out->alpn_ = alpnWire(tls.alpn);
   size_t before = errors.size();
@@ -172,6 +174,9 @@ std::unique_ptr<TlsContexts> TlsContexts::build(const conf::Tls& tls, const std:
       errors.push_back(certError(c, file, "key " + c.key + " does not match " + c.cert));
       ERR_clear_error();
       continue;
+    }
+    if (tls.session_resumption) {
+      TlsSessionGlue::configureContext(ctx.get(), session_id_context, lifetime);
     }
     SSL_CTX_set_tlsext_servername_callback(ctx.get(), onServerName);
     SSL_CTX_set_tlsext_servername_arg(ctx.get(), out.get());

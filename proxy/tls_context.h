@@ -8,6 +8,7 @@
 
 #include <openssl/ssl.h>
 
+#include <chrono>
 #include <memory>
 #include <string>
 #include <string_view>
@@ -30,8 +31,12 @@ class TlsContexts {
  public:
   // Builds every context. Problems (unreadable files, key not matching its certificate) are added
   // to `errors` in FILE:LINE:COL form; the result is then unusable and nullptr is returned.
-  static std::unique_ptr<TlsContexts> build(const conf::Tls& tls, const std::string& file,
-                                            std::vector<conf::Error>& errors);
+  // With session resumption on (the default), every context gets the cluster session cache
+  // (proxy/tls_session_glue.h) under `session_id_context`, sessions living `lifetime`.
+  static std::unique_ptr<TlsContexts> build(
+      const conf::Tls& tls, const std::string& file, std::vector<conf::Error>& errors,
+      const std::string& session_id_context = "tessera",
+      std::chrono::seconds lifetime = std::chrono::seconds(300));
 
   SSL_CTX* defaultContext() const { return entries_.front().ctx.get(); }
   // The context whose certificate names `server_name` (exact, then wildcard); null if none.

@@ -20,8 +20,9 @@ constexpr timeval kTick{0, 200 * 1000};
 
 }  // namespace
 
-Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, ListenFds fds)
-    : id_(id), scratch_(kScratchBytes) {
+Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, ListenFds fds,
+               cache::StoreBackend& store)
+    : id_(id), store_backend_(store), scratch_(kScratchBytes) {
   base_ = event_base_new();
   pool_ = std::make_unique<UpstreamPool>(base_, metrics_);
   mailbox_ev_ = event_new(base_, -1, 0, &Worker::onMailbox, this);
@@ -32,8 +33,9 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, ListenFds fds)
 
 Worker::~Worker() {
   for (auto& [key, slot] : slots_) closeSlot(slot);
-  connections_.clear();
+  connections_.clear();  // before the session cache: they cancel their lookups in it
   retired_.clear();
+  session_cache_.reset();
   pool_.reset();
   access_log_.flush();
   event_free(mailbox_ev_);
@@ -51,6 +53,8 @@ void Worker::join() {
 }
 
 void Worker::run() {
+  session_cache_ = std::make_unique<SessionCache>(store_backend_.connect(base_), metrics_);
+  session_cache_->makeCurrent();
   event_add(tick_ev_, &kTick);
   event_base_dispatch(base_);
   access_log_.flush();

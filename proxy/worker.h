@@ -22,6 +22,7 @@
 #include "proxy/access_log.h"
 #include "proxy/metrics.h"
 #include "proxy/snapshot.h"
+#include "proxy/tls_session_glue.h"
 #include "proxy/upstream_pool.h"
 
 namespace tessera::proxy {
@@ -33,7 +34,9 @@ class Worker {
   // Listening sockets by listen address text ("127.0.0.1:8443"); the worker owns them.
   using ListenFds = std::map<std::string, int>;
 
-  Worker(int id, std::shared_ptr<const Snapshot> snapshot, ListenFds fds);
+  // `store` outlives the worker; each worker connects its own Store to it on its thread.
+  Worker(int id, std::shared_ptr<const Snapshot> snapshot, ListenFds fds,
+         cache::StoreBackend& store);
   ~Worker();
   Worker(const Worker&) = delete;
   Worker& operator=(const Worker&) = delete;
@@ -55,6 +58,7 @@ class Worker {
   UpstreamPool& pool() { return *pool_; }
   WorkerMetrics& counters() { return metrics_; }
   AccessLogBuffer& accessLog() { return access_log_; }
+  SessionCache& sessionCache() { return *session_cache_; }
   bool draining() const { return draining_; }
   // Scratch space for one read; valid until the next call that may read.
   char* scratch() { return scratch_.data(); }
@@ -87,6 +91,8 @@ class Worker {
   std::shared_ptr<const Snapshot> snapshot_;
   std::map<std::string, ListenSlot> slots_;
   std::unique_ptr<UpstreamPool> pool_;
+  cache::StoreBackend& store_backend_;
+  std::unique_ptr<SessionCache> session_cache_;  // made on the worker thread
   WorkerMetrics metrics_;
   AccessLogBuffer access_log_;
   std::vector<char> scratch_;

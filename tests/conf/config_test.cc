@@ -548,6 +548,340 @@ TEST(ConfigTest, TlsCertificates) {
             }));
 }
 
+// --- cluster, session_cache, device_binding, log.audit_log -------------------------------------
+
+TEST(ConfigTest, SessionCacheFullExample) {
+  auto config = load(std::string(kMinimal) + R"(cluster: { name: shop-edge }
+session_cache:
+  store: memcached
+  lifetime: 10m
+  timeout: 80ms
+  l1_entries: 0
+  memory: { max_entries: 500 }
+  seal_keys:
+    - { id: k2, file: conf/keys/seal-k2.key }
+    - { id: K_1.old-x, file: /etc/tessera/seal-k1.key }
+  memcached:
+    servers: [10.0.0.1:11211, "[::1]:11212/2", cache.local:11213/1000]
+    replicas: 2
+    io_threads: 64
+    retry_timeout: 5s
+    connect_timeout: 100ms
+    io_timeout: 300ms
+device_binding:
+  tls:
+    attributes: [ja4, ip]
+    ipv4_prefix: 24
+    ipv6_prefix: 0
+log: { audit_log: /var/log/tessera-audit.log }
+)");
+  EXPECT_EQ(config->cluster.name, "shop-edge");
+
+  const SessionCache& cache = config->session_cache;
+  EXPECT_EQ(cache.store, StoreKind::kMemcached);
+  EXPECT_EQ(cache.lifetime, milliseconds(600'000));
+  EXPECT_EQ(cache.timeout, milliseconds(80));
+  EXPECT_EQ(cache.l1_entries, 0u);
+  EXPECT_EQ(cache.memory_max_entries, 500u);
+
+  ASSERT_EQ(cache.seal_keys.size(), 2u);
+  EXPECT_EQ(cache.seal_keys[0].id, "k2");
+  EXPECT_EQ(cache.seal_keys[0].file, "conf/keys/seal-k2.key");
+  EXPECT_EQ(cache.seal_keys[0].key_path, "session_cache.seal_keys[0]");
+  EXPECT_EQ(cache.seal_keys[0].mark.line, 14);
+  EXPECT_EQ(cache.seal_keys[0].mark.column, 7);
+  EXPECT_EQ(cache.seal_keys[1].id, "K_1.old-x");
+  EXPECT_EQ(cache.seal_keys[1].file, "/etc/tessera/seal-k1.key");
+  EXPECT_EQ(cache.seal_keys[1].key_path, "session_cache.seal_keys[1]");
+  EXPECT_EQ(cache.seal_keys[1].mark.line, 15);
+
+  const Memcached& mc = cache.memcached;
+  ASSERT_EQ(mc.servers.size(), 3u);
+  EXPECT_EQ(mc.servers[0].address.str(), "10.0.0.1:11211");
+  EXPECT_EQ(mc.servers[0].weight, 1u);
+  EXPECT_EQ(mc.servers[0].address.key_path, "session_cache.memcached.servers[0]");
+  EXPECT_EQ(mc.servers[0].address.mark.line, 17);
+  EXPECT_EQ(mc.servers[0].address.mark.column, 15);
+  EXPECT_EQ(mc.servers[1].address.host, "::1");
+  EXPECT_EQ(mc.servers[1].address.port, 11212);
+  EXPECT_EQ(mc.servers[1].weight, 2u);
+  EXPECT_EQ(mc.servers[1].address.key_path, "session_cache.memcached.servers[1]");
+  EXPECT_EQ(mc.servers[1].address.mark.column, 31);
+  EXPECT_EQ(mc.servers[2].address.str(), "cache.local:11213");
+  EXPECT_EQ(mc.servers[2].weight, 1000u);
+  EXPECT_EQ(mc.replicas, 2);
+  EXPECT_EQ(mc.io_threads, 64);
+  EXPECT_EQ(mc.retry_timeout, milliseconds(5000));
+  EXPECT_EQ(mc.connect_timeout, milliseconds(100));
+  EXPECT_EQ(mc.io_timeout, milliseconds(300));
+
+  const TlsBinding& binding = config->device_binding.tls;
+  EXPECT_EQ(binding.attributes,
+            (std::vector<DeviceAttribute>{DeviceAttribute::kJa4, DeviceAttribute::kIp}));
+  EXPECT_EQ(binding.ipv4_prefix, 24);
+  EXPECT_EQ(binding.ipv6_prefix, 0);
+  EXPECT_EQ(config->log.audit_log, "/var/log/tessera-audit.log");
+}
+
+TEST(ConfigTest, SessionCacheDefaults) {
+  for (const std::string& yaml :
+       {std::string(kMinimal),
+        std::string(kMinimal) + "cluster: {}\nsession_cache: {}\ndevice_binding: { tls: {} }\n"}) {
+    auto config = load(yaml);
+    EXPECT_EQ(config->cluster.name, "tessera");
+    const SessionCache& cache = config->session_cache;
+    EXPECT_EQ(cache.store, StoreKind::kMemory);
+    EXPECT_EQ(cache.lifetime, milliseconds(300'000));
+    EXPECT_EQ(cache.timeout, milliseconds(50));
+    EXPECT_EQ(cache.l1_entries, 20000u);
+    EXPECT_EQ(cache.memory_max_entries, 100000u);
+    EXPECT_TRUE(cache.seal_keys.empty());
+    EXPECT_TRUE(cache.memcached.servers.empty());
+    EXPECT_EQ(cache.memcached.replicas, 1);
+    EXPECT_EQ(cache.memcached.io_threads, 2);
+    EXPECT_EQ(cache.memcached.retry_timeout, milliseconds(2000));
+    EXPECT_EQ(cache.memcached.connect_timeout, milliseconds(200));
+    EXPECT_EQ(cache.memcached.io_timeout, milliseconds(200));
+    EXPECT_EQ(config->device_binding.tls.attributes,
+              std::vector<DeviceAttribute>{DeviceAttribute::kIp});
+    EXPECT_EQ(config->device_binding.tls.ipv4_prefix, 32);
+    EXPECT_EQ(config->device_binding.tls.ipv6_prefix, 64);
+    EXPECT_EQ(config->log.audit_log, "stderr");
+  }
+}
+
+TEST(ConfigTest, MemoryStoreNeedsNoMemcachedOrKeys) {
+  // The memcached block is accepted (and checked) with the memory store, servers or not.
+  auto config = load(std::string(kMinimal) + R"(session_cache:
+  store: memory
+  seal_keys: []
+  memcached: { replicas: 5, io_threads: 4 }
+)");
+  EXPECT_EQ(config->session_cache.store, StoreKind::kMemory);
+  EXPECT_TRUE(config->session_cache.seal_keys.empty());
+  EXPECT_EQ(config->session_cache.memcached.replicas, 5);
+  EXPECT_EQ(config->session_cache.memcached.io_threads, 4);
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + R"(session_cache:
+  memcached: { servers: [nowhere], io_threads: 0 }
+)"),
+            (std::vector<std::string>{
+                "test.yaml:7:26: session_cache.memcached.servers[0]: expected host:port[/weight]",
+                "test.yaml:7:48: session_cache.memcached.io_threads: expected an integer from 1 "
+                "to 64",
+            }));
+}
+
+TEST(ConfigTest, MemcachedRequiresServersAndSealKeys) {
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "session_cache:\n  store: memcached\n"),
+            (std::vector<std::string>{
+                "test.yaml:7:3: session_cache.seal_keys: required when store is memcached",
+                "test.yaml:7:3: session_cache.memcached: required when store is memcached",
+            }));
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + R"(session_cache:
+  store: memcached
+  seal_keys: [{ id: k1, file: k1.key }]
+  memcached: { io_threads: 2 }
+)"),
+            std::vector<std::string>{"test.yaml:9:14: session_cache.memcached.servers: required "
+                                     "when store is memcached"});
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + R"(session_cache:
+  store: memcached
+  seal_keys: []
+  memcached: { servers: [] }
+)"),
+            (std::vector<std::string>{
+                "test.yaml:8:14: session_cache.seal_keys: must not be empty when store is "
+                "memcached",
+                "test.yaml:9:25: session_cache.memcached.servers: must not be empty when store is "
+                "memcached",
+            }));
+  // A bad store value is reported alone, without the memcached requirements.
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "session_cache: { store: redis }\n"),
+            std::vector<std::string>{
+                "test.yaml:6:25: session_cache.store: expected memory or memcached"});
+}
+
+std::string withMemcached(const std::string& memcached) {
+  return std::string(kMinimal) +
+         "session_cache:\n  store: memcached\n  seal_keys: [{ id: k1, file: k1.key }]\n"
+         "  memcached: " +
+         memcached + "\n";
+}
+
+TEST(ConfigTest, MemcachedServerWeights) {
+  auto config = load(withMemcached("{ servers: [a:1/7, \"[fe80::1]:2/1\", b:3] }"));
+  const std::vector<MemcachedServer>& servers = config->session_cache.memcached.servers;
+  ASSERT_EQ(servers.size(), 3u);
+  EXPECT_EQ(servers[0].address.str(), "a:1");
+  EXPECT_EQ(servers[0].weight, 7u);
+  EXPECT_EQ(servers[1].address.str(), "[fe80::1]:2");
+  EXPECT_EQ(servers[1].weight, 1u);
+  EXPECT_EQ(servers[2].weight, 1u);
+
+  EXPECT_EQ(
+      errorsOf(withMemcached("{ servers: [a:1/0, a:2/1001, a:3/, a:4/x, a:5/2/3, a/2, \"a:6 /2\", "
+                             "[a:7], a:8, a:8/3] }")),
+      (std::vector<std::string>{
+          "test.yaml:9:26: session_cache.memcached.servers[0]: weight must be an integer from 1 "
+          "to 1000",
+          "test.yaml:9:33: session_cache.memcached.servers[1]: weight must be an integer from 1 "
+          "to 1000",
+          "test.yaml:9:43: session_cache.memcached.servers[2]: weight must be an integer from 1 "
+          "to 1000",
+          "test.yaml:9:49: session_cache.memcached.servers[3]: weight must be an integer from 1 "
+          "to 1000",
+          "test.yaml:9:56: session_cache.memcached.servers[4]: weight must be an integer from 1 "
+          "to 1000",
+          "test.yaml:9:65: session_cache.memcached.servers[5]: expected host:port[/weight]",
+          "test.yaml:9:70: session_cache.memcached.servers[6]: expected host:port[/weight]",
+          "test.yaml:9:80: session_cache.memcached.servers[7]: expected host:port[/weight]",
+          "test.yaml:9:92: session_cache.memcached.servers[9]: duplicate server a:8 (also "
+          "session_cache.memcached.servers[8])",
+      }));
+}
+
+TEST(ConfigTest, MemcachedReplicas) {
+  EXPECT_EQ(
+      load(withMemcached("{ servers: [a:1, a:2], replicas: 1 }"))->session_cache.memcached.replicas,
+      1);
+  EXPECT_EQ(
+      load(withMemcached("{ servers: [a:1, a:2], replicas: 0 }"))->session_cache.memcached.replicas,
+      0);
+  EXPECT_EQ(load(withMemcached("{ servers: [a:1, a:2] }"))->session_cache.memcached.replicas, 1);
+  // The default of 1 is lowered to 0 when there is a single server...
+  EXPECT_EQ(load(withMemcached("{ servers: [a:1] }"))->session_cache.memcached.replicas, 0);
+  // ...but a value written in the file is checked.
+  EXPECT_EQ(errorsOf(withMemcached("{ servers: [a:1], replicas: 1 }")),
+            std::vector<std::string>{"test.yaml:9:42: session_cache.memcached.replicas: must be "
+                                     "less than the number of servers"});
+  EXPECT_EQ(errorsOf(withMemcached("{ servers: [a:1, a:2], replicas: 2 }")),
+            std::vector<std::string>{"test.yaml:9:47: session_cache.memcached.replicas: must be "
+                                     "less than the number of servers"});
+  EXPECT_EQ(errorsOf(withMemcached("{ servers: [a:1, a:2], replicas: -1 }")),
+            std::vector<std::string>{
+                "test.yaml:9:47: session_cache.memcached.replicas: expected an integer >= 0"});
+  // A broken server list is reported alone: its length says nothing.
+  EXPECT_EQ(errorsOf(withMemcached("{ servers: [a:1, a], replicas: 1 }")),
+            std::vector<std::string>{
+                "test.yaml:9:31: session_cache.memcached.servers[1]: expected host:port[/weight]"});
+}
+
+TEST(ConfigTest, SealKeys) {
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + R"(session_cache:
+  seal_keys:
+    - { id: k1, file: a.key }
+    - { id: k2, file: b.key }
+    - { id: k1, file: c.key }
+    - { id: "", file: d.key }
+    - { id: has space, file: e.key }
+    - { id: 123456789012345678901234567890123, file: f.key }
+    - { file: g.key }
+    - { id: k3, file: "" }
+    - h.key
+)"),
+            (std::vector<std::string>{
+                "test.yaml:10:13: session_cache.seal_keys[2].id: duplicate seal key id \"k1\" "
+                "(also session_cache.seal_keys[0].id)",
+                "test.yaml:11:13: session_cache.seal_keys[3].id: must not be empty",
+                "test.yaml:12:13: session_cache.seal_keys[4].id: expected at most 32 characters "
+                "of A-Z, a-z, 0-9, '_', '.' and '-'",
+                "test.yaml:13:13: session_cache.seal_keys[5].id: expected at most 32 characters "
+                "of A-Z, a-z, 0-9, '_', '.' and '-'",
+                "test.yaml:14:7: session_cache.seal_keys[6].id: required",
+                "test.yaml:15:23: session_cache.seal_keys[7].file: must not be empty",
+                "test.yaml:16:7: session_cache.seal_keys[8]: expected a map",
+            }));
+  // Exactly 32 characters is fine.
+  EXPECT_EQ(load(std::string(kMinimal) +
+                 "session_cache: { seal_keys: [{ id: 12345678901234567890123456789012, file: f }] "
+                 "}\n")
+                ->session_cache.seal_keys.at(0)
+                .id.size(),
+            32u);
+}
+
+TEST(ConfigTest, SessionCacheValues) {
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + R"(session_cache:
+  lifetime: 0s
+  timeout: soon
+  l1_entries: -1
+  memory: { max_entries: 0, min_entries: 1 }
+cluster: { name: "" }
+log: { audit_log: "" }
+)"),
+            (std::vector<std::string>{
+                "test.yaml:7:13: session_cache.lifetime: must be greater than 0",
+                "test.yaml:8:12: session_cache.timeout: expected a duration like 250ms or 2s",
+                "test.yaml:9:15: session_cache.l1_entries: expected an integer >= 0",
+                "test.yaml:10:26: session_cache.memory.max_entries: must be greater than 0",
+                "test.yaml:10:29: session_cache.memory.min_entries: unknown key",
+                "test.yaml:11:18: cluster.name: must not be empty",
+                "test.yaml:12:19: log.audit_log: expected stderr, off or a file path",
+            }));
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + "log: { audit_log: stdout }\n"),
+            std::vector<std::string>{"test.yaml:6:19: log.audit_log: expected stderr, off or a "
+                                     "file path; stdout is not supported"});
+  EXPECT_EQ(load(std::string(kMinimal) + "log: { audit_log: off }\n")->log.audit_log, "off");
+}
+
+TEST(ConfigTest, UnknownKeyInMemcached) {
+  EXPECT_EQ(errorsOf(std::string(kMinimal) + R"(session_cache:
+  memcached:
+    servers: [127.0.0.1:11211]
+    timeout: 1s
+cluster: { name: a, id: 2 }
+device_binding: { tls: { attributes: [ip] }, http: {} }
+)"),
+            (std::vector<std::string>{
+                "test.yaml:9:5: session_cache.memcached.timeout: unknown key",
+                "test.yaml:10:21: cluster.id: unknown key",
+                "test.yaml:11:46: device_binding.http: unknown key",
+            }));
+}
+
+TEST(ConfigTest, DeviceBindingAttributes) {
+  auto attributes = [](const std::string& list) {
+    return load(std::string(kMinimal) + "device_binding: { tls: { attributes: " + list + " } }\n")
+        ->device_binding.tls.attributes;
+  };
+  EXPECT_EQ(attributes("[]"), std::vector<DeviceAttribute>{});
+  EXPECT_EQ(attributes("[ja4]"), std::vector<DeviceAttribute>{DeviceAttribute::kJa4});
+  EXPECT_EQ(attributes("[ip, ja4]"),
+            (std::vector<DeviceAttribute>{DeviceAttribute::kIp, DeviceAttribute::kJa4}));
+  EXPECT_EQ(errorsOf(std::string(kMinimal) +
+                     "device_binding: { tls: { attributes: [ip, mac, IP, ip] } }\n"),
+            (std::vector<std::string>{
+                "test.yaml:6:43: device_binding.tls.attributes[1]: expected ip or ja4",
+                "test.yaml:6:48: device_binding.tls.attributes[2]: expected ip or ja4",
+                "test.yaml:6:52: device_binding.tls.attributes[3]: duplicate attribute ip (also "
+                "device_binding.tls.attributes[0])",
+            }));
+  EXPECT_EQ(
+      errorsOf(std::string(kMinimal) + "device_binding: { tls: { attributes: ip } }\n"),
+      std::vector<std::string>{"test.yaml:6:38: device_binding.tls.attributes: expected a list"});
+}
+
+TEST(ConfigTest, DeviceBindingPrefixes) {
+  auto config = load(std::string(kMinimal) +
+                     "device_binding: { tls: { ipv4_prefix: 0, ipv6_prefix: 128 } }\n");
+  EXPECT_EQ(config->device_binding.tls.ipv4_prefix, 0);
+  EXPECT_EQ(config->device_binding.tls.ipv6_prefix, 128);
+  EXPECT_EQ(errorsOf(std::string(kMinimal) +
+                     "device_binding: { tls: { ipv4_prefix: 33, ipv6_prefix: 129 } }\n"),
+            (std::vector<std::string>{
+                "test.yaml:6:39: device_binding.tls.ipv4_prefix: expected an integer from 0 to 32",
+                "test.yaml:6:56: device_binding.tls.ipv6_prefix: expected an integer from 0 to "
+                "128",
+            }));
+  EXPECT_EQ(errorsOf(std::string(kMinimal) +
+                     "device_binding: { tls: { ipv4_prefix: -1, ipv6_prefix: /64 } }\n"),
+            (std::vector<std::string>{
+                "test.yaml:6:39: device_binding.tls.ipv4_prefix: expected an integer from 0 to 32",
+                "test.yaml:6:56: device_binding.tls.ipv6_prefix: expected an integer from 0 to "
+                "128",
+            }));
+}
+
 TEST(ConfigTest, ErrorStr) {
   EXPECT_EQ((Error{"f.yaml", {3, 7}, "a.b", "bad"}).str(), "f.yaml:3:7: a.b: bad");
   EXPECT_EQ((Error{"f.yaml", {3, 7}, "", "bad"}).str(), "f.yaml:3:7: bad");
@@ -604,6 +938,15 @@ TEST(ConfigTest, ExampleFileLoads) {
   EXPECT_EQ(config->limits.max_body_bytes, 10u << 20);
   EXPECT_EQ(config->admin.listen->str(), "127.0.0.1:9901");
   EXPECT_EQ(config->log.format, "json");
+  EXPECT_EQ(config->log.audit_log, "stderr");
+  // `make run` must work without memcached and without key files.
+  EXPECT_EQ(config->cluster.name, "tessera");
+  EXPECT_EQ(config->session_cache.store, StoreKind::kMemory);
+  EXPECT_TRUE(config->session_cache.seal_keys.empty());
+  EXPECT_EQ(config->session_cache.lifetime, milliseconds(300'000));
+  EXPECT_EQ(config->session_cache.memory_max_entries, 100000u);
+  EXPECT_EQ(config->device_binding.tls.attributes,
+            std::vector<DeviceAttribute>{DeviceAttribute::kIp});
 }
 
 }  // namespace

@@ -3,7 +3,10 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <openssl/err.h>
+#include <openssl/pem.h>
 #include <openssl/sha.h>
+#include <openssl/ssl.h>
 #include <poll.h>
 #include <signal.h>
 #include <spawn.h>
@@ -47,9 +50,11 @@ int connectLoopback(int port) {
   return fd;
 }
 
+// Sockets and pipes alike (send() would refuse a pipe); SIGPIPE is ignored by run().
 bool writeAll(int fd, const char* p, size_t n) {
+  signal(SIGPIPE, SIG_IGN);
   while (n > 0) {
-    ssize_t w = ::send(fd, p, n, MSG_NOSIGNAL);
+    ssize_t w = ::write(fd, p, n);
     if (w < 0 && errno == EINTR) continue;
     if (w <= 0) return false;
     p += w;
@@ -533,6 +538,90 @@ double Tessera::metric(const std::string& series) const {
     if (line.rfind(series + " ", 0) == 0) return std::stod(line.substr(series.size() + 1));
   }
   return -1;
+}
+
+namespace {
+
+int connectFrom(const std::string& source_ip, int port) {
+  int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  sockaddr_in src{};
+  src.sin_family = AF_INET;
+  inet_pton(AF_INET, source_ip.c_str(), &src.sin_addr);
+  sockaddr_in dst{};
+  dst.sin_family = AF_INET;
+  dst.sin_port = htons(static_cast<uint16_t>(port));
+  dst.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  timeval tv{5, 0};
+  setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+  if (::bind(fd, reinterpret_cast<sockaddr*>(&src), sizeof(src)) != 0 ||
+      ::connect(fd, reinterpret_cast<sockaddr*>(&dst), sizeof(dst)) != 0) {
+    ::close(fd);
+    return -1;
+  }
+  return fd;
+}
+
+std::string sessionToPem(SSL_SESSION* session) {
+  BIO* bio = BIO_new(BIO_s_mem());
+  PEM_write_bio_SSL_SESSION(bio, session);
+  char* data = nullptr;
+  long n = BIO_get_mem_data(bio, &data);
+  std::string pem(data, static_cast<size_t>(n));
+  BIO_free(bio);
+  return pem;
+}
+
+SSL_SESSION* sessionFromPem(const std::string& pem) {
+  BIO* bio = BIO_new_mem_buf(pem.data(), static_cast<int>(pem.size()));
+  SSL_SESSION* s = PEM_read_bio_SSL_SESSION(bio, nullptr, nullptr, nullptr);
+  BIO_free(bio);
+  return s;
+}
+
+}  // namespace
+
+TlsVisit tlsVisit(int port, const std::string& source_ip, const std::string& session_pem,
+                  const std::string& version) {
+  TlsVisit visit;
+  int fd = connectFrom(source_ip, port);
+  if (fd < 0) {
+    visit.error = "cannot connect from " + source_ip;
+    return visit;
+  }
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  int v = version == "1.2" ? TLS1_2_VERSION : TLS1_3_VERSION;
+  SSL_CTX_set_min_proto_version(ctx, v);
+  SSL_CTX_set_max_proto_version(ctx, v);
+  SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd);
+  SSL_set_tlsext_host_name(ssl, "localhost");
+  if (!session_pem.empty()) {
+    SSL_SESSION* s = sessionFromPem(session_pem);
+    if (s != nullptr) SSL_set_session(ssl, s);
+    SSL_SESSION_free(s);
+  }
+  if (SSL_connect(ssl) == 1) {
+    visit.ok = true;
+    visit.reused = SSL_session_reused(ssl) == 1;
+    std::string req = "GET /echo HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    SSL_write(ssl, req.data(), static_cast<int>(req.size()));
+    char buf[4096];
+    int n;
+    while ((n = SSL_read(ssl, buf, sizeof(buf))) > 0)
+      visit.response.append(buf, static_cast<size_t>(n));
+    if (SSL_SESSION* s = SSL_get1_session(ssl)) {
+      if (SSL_SESSION_is_resumable(s)) visit.session_pem = sessionToPem(s);
+      SSL_SESSION_free(s);
+    }
+  } else {
+    visit.error = "handshake failed";
+  }
+  ERR_clear_error();
+  SSL_free(ssl);
+  SSL_CTX_free(ctx);
+  ::close(fd);
+  return visit;
 }
 
 }  // namespace tessera::testing

@@ -163,6 +163,20 @@ class Tessera {
   std::unique_ptr<Process> process_;
 };
 
+// One TLS connection made in-process, so that the test can choose the source address (OpenSSL
+// 3.0's s_client cannot): connects from `source_ip` to 127.0.0.1:port, offers `session_pem` (if
+// not empty) for resumption, sends one HTTP/1.0 request and reads the answer (TLS 1.3 tickets
+// come with it).
+struct TlsVisit {
+  bool ok = false;
+  bool reused = false;
+  std::string session_pem;  // the session to offer next time
+  std::string response;
+  std::string error;
+};
+TlsVisit tlsVisit(int port, const std::string& source_ip, const std::string& session_pem,
+                  const std::string& version = "1.3");
+
 // GET http://127.0.0.1:port/path with a plain socket; returns the whole response.
 std::string httpGet(int port, const std::string& path);
 

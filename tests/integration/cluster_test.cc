@@ -1,0 +1,213 @@
+// Three tessera nodes sharing TLS sessions through a ring of three real memcached processes,
+// all started by the test on loopback ports chosen at run time.
+
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <regex>
+
+#include "tests/integration/harness.h"
+
+namespace tessera::testing {
+namespace {
+
+std::string hexToBytes(const std::string& hex) {
+  std::string out;
+  for (size_t i = 0; i + 1 < hex.size(); i += 2) {
+    out.push_back(static_cast<char>(std::stoi(hex.substr(i, 2), nullptr, 16)));
+  }
+  return out;
+}
+
+std::string field(const std::string& text, const std::string& name) {
+  std::smatch m;
+  std::regex re(name + ": ([0-9A-F]+)");
+  return std::regex_search(text, m, re) ? m[1].str() : "";
+}
+
+class ClusterTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cert_ = makeCertificate(dir_, "edge", {"localhost"});
+    key_file_ = dir_.file("seal-k1.key");
+    CommandResult k = run({TESSERA_BINARY, "keygen", "seal", "--out", key_file_});
+    ASSERT_EQ(k.exit_code, 0) << k.output;
+    for (int i = 0; i < 3; ++i) startMemcached(i);
+    for (int i = 0; i < 3; ++i) startNode(i);
+  }
+
+  void TearDown() override {
+    for (auto& m : memcached_) {
+      if (m) m->signal(SIGCONT);  // a stopped process cannot die of SIGTERM
+    }
+  }
+
+  void startMemcached(int i) {
+    int port = freePort();
+    std::vector<std::string> argv = {"memcached", "-l", "127.0.0.1", "-p", std::to_string(port),
+                                     "-U",        "0",  "-m",        "16", "-t",
+                                     "1"};
+    if (geteuid() == 0) argv.insert(argv.end(), {"-u", "root"});
+    memcached_ports_.push_back(port);
+    memcached_.push_back(std::make_unique<Process>(argv,
+                                                   dir_.file("mc" + std::to_string(i) + ".out"),
+                                                   dir_.file("mc" + std::to_string(i) + ".err")));
+    ASSERT_TRUE(waitForPort(port)) << readFile(dir_.file("mc" + std::to_string(i) + ".err"));
+  }
+
+  void startNode(int i) {
+    int port = freePort(), admin = freePort();
+    std::string servers;
+    for (int p : memcached_ports_)
+      servers += (servers.empty() ? "" : ", ") + ("127.0.0.1:" + std::to_string(p));
+    std::string yaml =
+        "workers: 1\n"
+        "cluster: { name: shop-edge }\n"
+        "listeners:\n  - name: public\n    listen: 127.0.0.1:" +
+        std::to_string(port) + "\n    tls: { certificates: [ { cert: " + cert_.cert +
+        ", key: " + cert_.key +
+        " } ] }\n"
+        "upstreams: { app: { servers: [" +
+        backend_.address() +
+        "] } }\n"
+        "session_cache:\n"
+        "  store: memcached\n"
+        "  timeout: 50ms\n"
+        "  seal_keys: [ { id: k1, file: " +
+        key_file_ +
+        " } ]\n"
+        "  memcached: { servers: [" +
+        servers +
+        "], replicas: 1, io_threads: 2, retry_timeout: 2s }\n"
+        "device_binding: { tls: { attributes: [ip] } }\n"
+        "admin: { listen: 127.0.0.1:" +
+        std::to_string(admin) +
+        " }\n"
+        "log: { level: info, access_log: off, audit_log: " +
+        dir_.file("audit" + std::to_string(i) + ".log") + " }\n";
+    node_dirs_.push_back(std::make_unique<TempDir>());
+    nodes_.push_back(std::make_unique<Tessera>(*node_dirs_.back(), yaml, port, admin));
+    ASSERT_TRUE(nodes_.back()->started()) << nodes_.back()->stderrText();
+    ports_.push_back(port);
+  }
+
+  std::string addr(int node) const { return "127.0.0.1:" + std::to_string(ports_[node]); }
+
+  // s_client against `node`; with -sess_out or -sess_in `sess`. Returns its output.
+  std::string sClient(int node, const std::string& version, const std::string& flag,
+                      const std::string& sess) {
+    std::string req = "GET /echo HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    return run({"openssl", "s_client", "-connect", addr(node), version, "-ign_eof", flag, sess},
+               req, 10s)
+        .output;
+  }
+
+  TempDir dir_;
+  TestBackend backend_;
+  CertFiles cert_;
+  std::string key_file_;
+  std::vector<int> memcached_ports_;
+  std::vector<std::unique_ptr<Process>> memcached_;
+  std::vector<std::unique_ptr<TempDir>> node_dirs_;
+  std::vector<std::unique_ptr<Tessera>> nodes_;
+  std::vector<int> ports_;
+};
+
+TEST_F(ClusterTest, AnyNodeResumesASessionAnotherNodeMade) {
+  for (std::string version : {"-tls1_2", "-tls1_3"}) {
+    std::string sess = dir_.file("sess" + version + ".pem");
+    std::string first = sClient(0, version, "-sess_out", sess);
+    ASSERT_NE(first.find("New, TLSv1."), std::string::npos) << first;
+    for (int node : {1, 2}) {
+      std::string again = sClient(node, version, "-sess_in", sess);
+      EXPECT_NE(again.find("Reused, TLSv1."), std::string::npos)
+          << version << " node " << node << "\n"
+          << again;
+    }
+  }
+  EXPECT_GE(nodes_[1]->metric("tessera_tls_session_lookups_total{result=\"hit_store\"}"), 2);
+  EXPECT_EQ(nodes_[1]->metric("tessera_store_node_up{node=\"127.0.0.1:" +
+                              std::to_string(memcached_ports_[0]) + "\"}"),
+            1);
+}
+
+TEST_F(ClusterTest, AStolenSessionFromAnotherAddressIsRefusedOnAnyNode) {
+  TlsVisit mine = tlsVisit(ports_[0], "127.0.0.1", "", "1.3");
+  ASSERT_TRUE(mine.ok) << mine.error;
+  TlsVisit stolen = tlsVisit(ports_[1], "127.0.0.2", mine.session_pem, "1.3");
+  ASSERT_TRUE(stolen.ok) << stolen.error;
+  EXPECT_FALSE(stolen.reused);
+  EXPECT_EQ(nodes_[1]->metric("tessera_tls_binding_mismatch_total"), 1);
+  std::string audit = readFile(dir_.file("audit1.log"));
+  EXPECT_NE(audit.find("\"event\":\"tls_binding_mismatch\""), std::string::npos) << audit;
+  EXPECT_NE(audit.find("\"client\":\"127.0.0.2\""), std::string::npos) << audit;
+  EXPECT_TRUE(tlsVisit(ports_[2], "127.0.0.1", mine.session_pem, "1.3").reused);
+}
+
+TEST_F(ClusterTest, LosingOneMemcachedLosesNoSession) {
+  std::vector<std::string> sessions;
+  for (int i = 0; i < 20; ++i) {
+    TlsVisit v = tlsVisit(ports_[0], "127.0.0.1", "", "1.2");
+    ASSERT_TRUE(v.ok) << v.error;
+    sessions.push_back(v.session_pem);
+  }
+  memcached_[1]->signal(SIGKILL);
+  memcached_[1]->wait(5s);
+  int reused = 0;
+  for (const std::string& s : sessions) {
+    TlsVisit v = tlsVisit(ports_[1], "127.0.0.1", s, "1.2");
+    EXPECT_TRUE(v.ok) << v.error;  // handshakes still succeed
+    reused += v.reused;
+  }
+  EXPECT_EQ(reused, 20);
+}
+
+TEST_F(ClusterTest, AStoppedMemcachedCostsAtMostTheLookupTimeout) {
+  std::vector<std::string> sessions;
+  for (int i = 0; i < 10; ++i)
+    sessions.push_back(tlsVisit(ports_[0], "127.0.0.1", "", "1.2").session_pem);
+  // A keep-alive connection opened before the stall.
+  std::string url = "https://" + addr(2) + "/echo";
+  memcached_[0]->signal(SIGSTOP);
+  for (const std::string& s : sessions) {
+    auto began = std::chrono::steady_clock::now();
+    TlsVisit v = tlsVisit(ports_[2], "127.0.0.1", s, "1.2");
+    auto took = std::chrono::steady_clock::now() - began;
+    EXPECT_TRUE(v.ok) << v.error;
+    EXPECT_LT(took, 600ms);  // timeout 50 ms, plus a loaded machine's margin
+  }
+  // Requests on one keep-alive connection keep flowing while the cache node is stopped.
+  std::vector<std::string> args = {"curl", "-sk",       "--max-time", "10",
+                                   "-o",   "/dev/null", "-w",         "%{http_code} "};
+  for (int i = 0; i < 20; ++i) args.push_back(url);
+  auto began = std::chrono::steady_clock::now();
+  CommandResult r = run(args);
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 3s);
+  EXPECT_EQ(r.output.substr(0, 4), "200 ");
+  memcached_[0]->signal(SIGCONT);
+}
+
+TEST_F(ClusterTest, MemcachedNeverSeesTheMasterSecret) {
+  std::string out = sClient(0, "-tls1_2", "-sess_out", dir_.file("s.pem"));
+  std::string id = field(out, "Session-ID");
+  std::string master = hexToBytes(field(out, "Master-Key"));
+  ASSERT_EQ(id.size(), 64u) << out;
+  ASSERT_EQ(master.size(), 48u) << out;
+  std::string key = "tls:";
+  for (char c : id) key.push_back(static_cast<char>(std::tolower(c)));
+  int found = 0;
+  for (int port : memcached_ports_) {  // the text protocol reads what the binary one wrote
+    RawClient c(port);
+    c.send("get " + key + "\r\nquit\r\n");
+    std::string raw = c.readAll(2s);
+    if (raw.rfind("VALUE ", 0) != 0) continue;
+    ++found;
+    EXPECT_EQ(raw.find(master), std::string::npos) << "master secret readable in memcached";
+    EXPECT_EQ(raw.find("ip=127.0.0.1"), std::string::npos) << "fingerprint readable in memcached";
+  }
+  EXPECT_GE(found, 1);
+}
+
+}  // namespace
+}  // namespace tessera::testing

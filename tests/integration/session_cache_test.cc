@@ -1,0 +1,173 @@
+// The TLS session cache end to end: sessions stored through the cache::Store (the embedded memory
+// store here; the memcached ring in cluster_test.cc), resumed by session id (TLS 1.2) and by
+// stateful ticket (TLS 1.3), and bound to the device that made them.
+
+#include <gtest/gtest.h>
+
+#include "tests/integration/harness.h"
+
+namespace tessera::testing {
+namespace {
+
+class SessionCacheTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    cert_ = makeCertificate(dir_, "main", {"localhost"});
+    port_ = freePort();
+    admin_ = freePort();
+  }
+
+  void start(const std::string& session_cache, const std::string& binding = "[ip]") {
+    std::string yaml =
+        "workers: 2\n"
+        "listeners:\n  - name: edge\n    listen: 127.0.0.1:" +
+        std::to_string(port_) + "\n    tls: { certificates: [ { cert: " + cert_.cert +
+        ", key: " + cert_.key +
+        " } ] }\n"
+        "upstreams: { app: { servers: [" +
+        backend_.address() +
+        "] } }\n"
+        "session_cache: " +
+        session_cache +
+        "\n"
+        "device_binding: { tls: { attributes: " +
+        binding +
+        " } }\n"
+        "admin: { listen: 127.0.0.1:" +
+        std::to_string(admin_) +
+        " }\n"
+        "log: { level: info, access_log: off, audit_log: " +
+        dir_.file("audit.log") + " }\n";
+    tessera_ = std::make_unique<Tessera>(dir_, yaml, port_, admin_);
+    ASSERT_TRUE(tessera_->started()) << tessera_->stderrText();
+  }
+
+  double lookups(const std::string& result) const {
+    return tessera_->metric("tessera_tls_session_lookups_total{result=\"" + result + "\"}");
+  }
+
+  TempDir dir_;
+  TestBackend backend_;
+  CertFiles cert_;
+  int port_ = 0;
+  int admin_ = 0;
+  std::unique_ptr<Tessera> tessera_;
+};
+
+TEST_F(SessionCacheTest, Tls12ResumesThroughTheStore) {
+  start("{ l1_entries: 0 }");  // no L1: every lookup goes to the store
+  TlsVisit first = tlsVisit(port_, "127.0.0.1", "", "1.2");
+  ASSERT_TRUE(first.ok) << first.error;
+  EXPECT_FALSE(first.reused);
+  EXPECT_NE(first.response.find("200 OK"), std::string::npos);
+  for (int i = 0; i < 5; ++i) {
+    TlsVisit again = tlsVisit(port_, "127.0.0.1", first.session_pem, "1.2");
+    ASSERT_TRUE(again.ok) << again.error;
+    EXPECT_TRUE(again.reused) << i;
+  }
+  EXPECT_EQ(lookups("hit_store"), 5);
+  EXPECT_EQ(lookups("hit_l1"), 0);
+  EXPECT_EQ(tessera_->metric("tessera_tls_handshakes_total{kind=\"resumed\"}"), 5);
+}
+
+TEST_F(SessionCacheTest, Tls13ResumesByStatefulTicket) {
+  start("{ l1_entries: 0 }");
+  TlsVisit first = tlsVisit(port_, "127.0.0.1", "", "1.3");
+  ASSERT_TRUE(first.ok) << first.error;
+  ASSERT_FALSE(first.session_pem.empty());
+  TlsVisit again = tlsVisit(port_, "127.0.0.1", first.session_pem, "1.3");
+  EXPECT_TRUE(again.reused);
+  // The same ticket works again: tessera keeps it for its lifetime (no single-use deletion), so
+  // a client may present it to any node of the cluster.
+  TlsVisit third = tlsVisit(port_, "127.0.0.1", first.session_pem, "1.3");
+  EXPECT_TRUE(third.reused);
+  EXPECT_EQ(lookups("hit_store"), 2);
+}
+
+TEST_F(SessionCacheTest, L1ServesSessionsThisNodeMade) {
+  start("{ l1_entries: 100 }");
+  TlsVisit first = tlsVisit(port_, "127.0.0.1", "", "1.2");
+  int hits = 0;
+  for (int i = 0; i < 4; ++i) hits += tlsVisit(port_, "127.0.0.1", first.session_pem, "1.2").reused;
+  EXPECT_EQ(hits, 4);
+  // Connections land on either of the two workers; each worker's L1 learns the session once,
+  // from its own handshake or from the store.
+  EXPECT_GE(lookups("hit_l1"), 2);
+  EXPECT_EQ(lookups("hit_l1") + lookups("hit_store"), 4);
+}
+
+TEST_F(SessionCacheTest, AnotherSourceAddressGetsAFullHandshakeAndAnAuditEvent) {
+  start("{ l1_entries: 0 }");
+  TlsVisit first = tlsVisit(port_, "127.0.0.1", "", "1.3");
+  ASSERT_TRUE(first.ok) << first.error;
+  TlsVisit stolen = tlsVisit(port_, "127.0.0.2", first.session_pem, "1.3");
+  ASSERT_TRUE(stolen.ok) << stolen.error;  // a full handshake, never a failed one
+  EXPECT_FALSE(stolen.reused);
+  EXPECT_NE(stolen.response.find("200 OK"), std::string::npos);
+  EXPECT_EQ(tessera_->metric("tessera_tls_binding_mismatch_total"), 1);
+  EXPECT_EQ(lookups("binding_mismatch"), 1);
+  std::string audit = readFile(dir_.file("audit.log"));
+  EXPECT_NE(audit.find("\"event\":\"tls_binding_mismatch\""), std::string::npos) << audit;
+  EXPECT_NE(audit.find("\"client\":\"127.0.0.2\""), std::string::npos) << audit;
+  EXPECT_NE(audit.find("\"listener\":\"edge\""), std::string::npos) << audit;
+  // The owner still resumes.
+  EXPECT_TRUE(tlsVisit(port_, "127.0.0.1", first.session_pem, "1.3").reused);
+}
+
+TEST_F(SessionCacheTest, PrefixBindingToleratesAMoveInsideTheNetwork) {
+  start("{ l1_entries: 0 }", "[ip], ipv4_prefix: 24");
+  TlsVisit first = tlsVisit(port_, "127.0.0.1", "", "1.2");
+  EXPECT_TRUE(tlsVisit(port_, "127.0.0.2", first.session_pem, "1.2").reused);
+}
+
+TEST_F(SessionCacheTest, BindingOffResumesFromAnywhere) {
+  start("{ l1_entries: 0 }", "[]");
+  TlsVisit first = tlsVisit(port_, "127.0.0.1", "", "1.2");
+  EXPECT_TRUE(tlsVisit(port_, "127.0.0.2", first.session_pem, "1.2").reused);
+}
+
+TEST_F(SessionCacheTest, Ja4BindingRefusesADifferentTlsStack) {
+  start("{ l1_entries: 0 }", "[ja4]");
+  std::string sess = dir_.file("s.pem");
+  std::string addr = "127.0.0.1:" + std::to_string(port_);
+  run({"openssl", "s_client", "-connect", addr, "-tls1_2", "-sess_out", sess}, "", 10s);
+  CommandResult same =
+      run({"openssl", "s_client", "-connect", addr, "-tls1_2", "-sess_in", sess}, "", 10s);
+  EXPECT_NE(same.output.find("Reused,"), std::string::npos) << same.output;
+  // Another cipher list is another client fingerprint.
+  CommandResult other =
+      run({"openssl", "s_client", "-connect", addr, "-tls1_2", "-cipher",
+           "ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-ECDSA-AES256-GCM-SHA384", "-sess_in", sess},
+          "", 10s);
+  EXPECT_NE(other.output.find("New,"), std::string::npos) << other.output;
+  EXPECT_EQ(tessera_->metric("tessera_tls_binding_mismatch_total"), 1);
+}
+
+TEST_F(SessionCacheTest, OpensslSessionReuseWithSessOutAndSessIn) {
+  start("{}");
+  std::string addr = "127.0.0.1:" + std::to_string(port_);
+  for (std::string version : {"-tls1_2", "-tls1_3"}) {
+    std::string sess = dir_.file("s" + version + ".pem");
+    // -ign_eof and a request: s_client stays until tessera closes, so TLS 1.3 tickets arrive.
+    std::string req = "GET /echo HTTP/1.0\r\nHost: localhost\r\n\r\n";
+    CommandResult first =
+        run({"openssl", "s_client", "-connect", addr, version, "-ign_eof", "-sess_out", sess}, req,
+            10s);
+    ASSERT_EQ(first.exit_code, 0) << first.output;
+    CommandResult r = run(
+        {"openssl", "s_client", "-connect", addr, version, "-ign_eof", "-sess_in", sess}, req, 10s);
+    EXPECT_NE(r.output.find("Reused, TLSv1."), std::string::npos) << version << r.output;
+  }
+}
+
+TEST_F(SessionCacheTest, OpensslStimeReuseResumes) {
+  start("{}");
+  CommandResult r = run({"openssl", "s_time", "-connect", "127.0.0.1:" + std::to_string(port_),
+                         "-reuse", "-tls1_2", "-time", "1"},
+                        "", 20s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_GT(tessera_->metric("tessera_tls_handshakes_total{kind=\"resumed\"}"), 10) << r.output;
+}
+
+}  // namespace
+}  // namespace tessera::testing

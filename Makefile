@@ -12,7 +12,7 @@ PACKAGES := build-essential cmake pkg-config openssl libssl-dev libevent-dev lib
 # Only the macro benchmark needs these: the proxies tessera is compared with.
 BENCH_PACKAGES := nginx-light haproxy
 
-.PHONY: all deps bench-deps build run test bench certs format clean
+.PHONY: all deps bench-deps build run run-cluster test bench certs format clean
 
 all: build
 
@@ -57,6 +57,24 @@ run: build certs
 	@$(BUILD)/tessera-demo-backend --port 9000 & backend=$$!; \
 	trap 'kill $$backend 2>/dev/null' EXIT; \
 	$(BUILD)/tessera run --config conf/tessera.yaml
+
+# Three nodes sharing sessions through three memcached (conf/cluster-3node.yaml), in the foreground.
+run-cluster: build certs conf/keys/seal-k1.key
+	@mkdir -p $(BUILD)/cluster
+	@for n in 2 3; do \
+	  sed -e "s/127.0.0.1:8443/127.0.0.1:844$$((n + 2))/" -e "s/127.0.0.1:9901/127.0.0.1:990$$n/" \
+	    conf/cluster-3node.yaml > $(BUILD)/cluster/node$$n.yaml; \
+	done
+	@pids=; trap 'kill $$pids 2>/dev/null' EXIT; \
+	for p in 11211 11212 11213; do memcached -l 127.0.0.1 -p $$p -U 0 -m 64 -u $$(id -un) & pids="$$pids $$!"; done; \
+	$(BUILD)/tessera-demo-backend --port 9000 & pids="$$pids $$!"; \
+	$(BUILD)/tessera run --config $(BUILD)/cluster/node2.yaml & pids="$$pids $$!"; \
+	$(BUILD)/tessera run --config $(BUILD)/cluster/node3.yaml & pids="$$pids $$!"; \
+	$(BUILD)/tessera run --config conf/cluster-3node.yaml
+
+conf/keys/seal-k1.key: | build
+	@mkdir -p conf/keys
+	$(BUILD)/tessera keygen seal --out $@
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 300

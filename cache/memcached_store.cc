@@ -34,6 +34,8 @@ constexpr int kMaxPlacementAttempts = 100;
 // Past this many waiting jobs the nodes are not keeping up; failing at once beats growing a
 // backlog whose deadlines have all passed anyway.
 constexpr size_t kMaxQueuedJobs = 16384;
+// Bound of the handle pool: io_threads handles per worker, for up to this many workers.
+constexpr uint32_t kMaxLanes = 256;
 // memcached reads an expiration above 30 days as a Unix time.
 constexpr int64_t kMaxRelativeExpiry = 60 * 60 * 24 * 30;
 constexpr int64_t kMaxTtlSeconds = int64_t{60} * 60 * 24 * 365 * 10;
@@ -163,11 +165,12 @@ class MemcachedBackend::Ring {
   ~Ring() { stop(); }
 
   bool init(const MemcachedOptions& options, std::string& error);
-  void start();
-  // Joins the I/O threads; jobs still queued, and any enqueued later, fail with kError.
-  void stop();
-  // Worker thread.
-  void enqueue(Job job);
+  // After stop(), every job fails with kError (the backend is gone; Stores may outlive it).
+  void stop() { stopped_.store(true); }
+  bool stopped() const { return stopped_.load(); }
+  int ioThreads() const { return options_.io_threads; }
+  // I/O thread: runs one job with a pooled handle and delivers its result.
+  void execute(Job& job);
 
   std::vector<MemcachedCopy> placeCopies(std::string_view key) const;
   size_t serverFor(std::string_view key) const;
@@ -179,7 +182,6 @@ class MemcachedBackend::Ring {
   size_t placementNode(const std::string& key) const;
   bool configure(std::string& error);
 
-  void ioLoop();
   Result run(memcached_st* mc, const Job& job);
   Result runGet(memcached_st* mc, const std::vector<MemcachedCopy>& copies,
                 Clock::time_point deadline);
@@ -202,6 +204,23 @@ class MemcachedBackend::Ring {
   std::unique_ptr<memcached_st, MemcachedFree> placement_;
   std::unique_ptr<memcached_pool_st, PoolDestroy> pool_;  // after master_: destroyed before it
 
+  std::atomic<bool> stopped_{false};
+};
+
+// One worker's I/O lane: its own job queue and its own io_threads threads. Each worker has its
+// own, so a worker only ever takes the lock it shares with its own I/O threads, never one shared
+// with other workers (the handles come from the ring's memcached_pool, which only I/O threads
+// touch).
+class Lane {
+ public:
+  Lane(std::shared_ptr<MemcachedBackend::Ring> ring, int threads);
+  ~Lane();                // joins the threads; queued jobs fail with kError
+  void enqueue(Job job);  // worker thread
+
+ private:
+  void ioLoop();
+
+  std::shared_ptr<MemcachedBackend::Ring> ring_;
   std::mutex mu_;
   std::condition_variable wake_;
   std::deque<Job> queue_;  // guarded by mu_
@@ -229,8 +248,10 @@ bool MemcachedBackend::Ring::init(const MemcachedOptions& options, std::string& 
   }
   // Belt and braces: the placement handle does no I/O, so nothing could mark a node failed.
   memcached_behavior_set(placement_.get(), MEMCACHED_BEHAVIOR_REMOVE_FAILED_SERVERS, 0);
+  // io_threads per worker: the pool starts with one worker's worth of handles and grows (up to a
+  // bound no machine reaches) as workers' lanes ask.
   uint32_t handles = static_cast<uint32_t>(options.io_threads);
-  pool_.reset(memcached_pool_create(master_.get(), handles, handles));
+  pool_.reset(memcached_pool_create(master_.get(), handles, handles * kMaxLanes));
   if (!pool_) {
     error = "memcached: cannot create the connection pool";
     return false;
@@ -296,11 +317,24 @@ bool MemcachedBackend::Ring::configure(std::string& error) {
   return true;
 }
 
-void MemcachedBackend::Ring::start() {
-  for (int i = 0; i < options_.io_threads; ++i) threads_.emplace_back([this] { ioLoop(); });
+void MemcachedBackend::Ring::execute(Job& job) {
+  // The worker has answered kTimeout already; skipping spares the nodes and the jobs behind.
+  if (Clock::now() >= job.deadline) return;
+  Result result{Status::kError, {}};
+  memcached_return_t rc = MEMCACHED_SUCCESS;
+  // Never waits: a null timeout makes an exhausted pool answer at once (it grows up to its bound).
+  if (memcached_st* mc = memcached_pool_fetch(pool_.get(), nullptr, &rc)) {
+    result = run(mc, job);
+    memcached_pool_release(pool_.get(), mc);
+  }
+  job.pending->complete(job.id, std::move(result));
 }
 
-void MemcachedBackend::Ring::stop() {
+Lane::Lane(std::shared_ptr<MemcachedBackend::Ring> ring, int threads) : ring_(std::move(ring)) {
+  for (int i = 0; i < threads; ++i) threads_.emplace_back([this] { ioLoop(); });
+}
+
+Lane::~Lane() {
   std::deque<Job> dropped;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -309,11 +343,10 @@ void MemcachedBackend::Ring::stop() {
   }
   wake_.notify_all();
   for (std::thread& t : threads_) t.join();
-  threads_.clear();
   for (Job& job : dropped) job.pending->complete(job.id, Result{Status::kError, {}});
 }
 
-void MemcachedBackend::Ring::enqueue(Job job) {
+void Lane::enqueue(Job job) {
   bool queued = false;
   {
     std::lock_guard<std::mutex> lock(mu_);
@@ -330,7 +363,7 @@ void MemcachedBackend::Ring::enqueue(Job job) {
   job.pending->complete(job.id, Result{Status::kError, {}});
 }
 
-void MemcachedBackend::Ring::ioLoop() {
+void Lane::ioLoop() {
   for (;;) {
     Job job;
     {
@@ -340,16 +373,11 @@ void MemcachedBackend::Ring::ioLoop() {
       job = std::move(queue_.front());
       queue_.pop_front();
     }
-    // The worker has answered kTimeout already; skipping spares the nodes and the jobs behind.
-    if (Clock::now() >= job.deadline) continue;
-    Result result{Status::kError, {}};
-    // Never waits: the pool holds one handle per I/O thread.
-    memcached_return_t rc = MEMCACHED_SUCCESS;
-    if (memcached_st* mc = memcached_pool_fetch(pool_.get(), nullptr, &rc)) {
-      result = run(mc, job);
-      memcached_pool_release(pool_.get(), mc);
+    if (ring_->stopped()) {
+      job.pending->complete(job.id, Result{Status::kError, {}});
+      continue;
     }
-    job.pending->complete(job.id, std::move(result));
+    ring_->execute(job);
   }
 }
 
@@ -576,8 +604,12 @@ namespace {
 class MemcachedStore final : public Store {
  public:
   MemcachedStore(std::shared_ptr<MemcachedBackend::Ring> ring, event_base* base)
-      : ring_(std::move(ring)), pending_(PendingOps::create(base)) {}
-  ~MemcachedStore() override { pending_->shutdown(); }
+      : pending_(PendingOps::create(base)),
+        lane_(std::make_unique<Lane>(ring, ring->ioThreads())) {}
+  ~MemcachedStore() override {
+    pending_->shutdown();
+    lane_.reset();  // joins this worker's I/O threads (at shutdown: at most one io_timeout)
+  }
 
   OpId get(std::string_view key, Millis timeout, Callback done) override {
     return submit(OpKind::kGet, key, {}, Seconds(0), timeout, std::move(done));
@@ -607,12 +639,12 @@ class MemcachedStore final : public Store {
     job.value.assign(value);
     job.ttl = ttl;
     job.deadline = Clock::now() + timeout;
-    ring_->enqueue(std::move(job));
+    lane_->enqueue(std::move(job));
     return id;
   }
 
-  std::shared_ptr<MemcachedBackend::Ring> ring_;
   std::shared_ptr<PendingOps> pending_;
+  std::unique_ptr<Lane> lane_;
 };
 
 }  // namespace
@@ -621,7 +653,6 @@ std::unique_ptr<MemcachedBackend> MemcachedBackend::create(const MemcachedOption
                                                            std::string& error) {
   auto ring = std::make_shared<Ring>();
   if (!ring->init(options, error)) return nullptr;
-  ring->start();
   return std::unique_ptr<MemcachedBackend>(new MemcachedBackend(std::move(ring)));
 }
 

@@ -45,16 +45,17 @@
 // TTL. memcached expirations are whole seconds; a TTL under 1 s counts as 1 s. Above 30 days
 //   memcached reads the number as a Unix time, so such TTLs are sent as now + TTL.
 //
-// Threads and ownership. create() builds the ring and starts `io_threads` I/O threads. The backend
-//   is shared by the whole process; nodeStates() and serverFor() may be called from any thread.
-//   connect() returns a Store for one worker. A Store never calls libmemcached: it registers the
-//   callback and deadline in its PendingOps, queues a job and returns. An I/O thread takes a
-//   memcached_st from a memcached_pool, makes the blocking calls, and hands the result back with
-//   PendingOps::complete(), which runs the callback from the worker's loop (so the worker's
-//   event_base must be made after evthread_use_pthreads()). Each Store shares ownership of the
-//   ring, so a Store may outlive its backend: ~MemcachedBackend joins the I/O threads, and the
-//   Store's operations after that fail with kError. Workers hand jobs over through one queue
-//   (a mutex held for a push); more than 16384 waiting jobs fail at once with kError.
+// Threads and ownership. create() builds the ring. The backend is shared by the whole process;
+//   nodeStates() and serverFor() may be called from any thread. connect() returns a Store for one
+//   worker, with its own I/O lane: a job queue and `io_threads` I/O threads of that worker's own,
+//   so a worker never takes a lock that another worker takes. A Store never calls libmemcached:
+//   it registers the callback and deadline in its PendingOps, queues a job and returns. A lane
+//   thread takes a memcached_st from the ring's memcached_pool (shared by I/O threads only), makes
+//   the blocking calls, and hands the result back with PendingOps::complete(), which runs the
+//   callback from the worker's loop (so the worker's event_base must be made after
+//   evthread_use_pthreads()). Each Store shares ownership of the ring, so a Store may outlive its
+//   backend; its operations after ~MemcachedBackend fail with kError. Destroying a Store joins
+//   its lane's threads. More than 16384 jobs waiting in one lane fail at once with kError.
 //
 // Timeouts. connect_timeout bounds a TCP connect, io_timeout each wait to send or receive (the
 //   poll timeout); retry_timeout is how long a failed node is left out (libmemcached takes it in
@@ -96,7 +97,7 @@ struct MemcachedServerSpec {
 struct MemcachedOptions {
   std::vector<MemcachedServerSpec> servers;  // 1 to 100, no duplicates
   int replicas = 1;                          // extra copies on distinct nodes
-  int io_threads = 2;                        // threads that make the blocking calls
+  int io_threads = 2;                        // per worker: threads that make the blocking calls
   std::chrono::milliseconds retry_timeout{2000}, connect_timeout{200}, io_timeout{200};
 };
 

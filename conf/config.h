@@ -144,7 +144,7 @@ struct MemcachedServer {
 struct Memcached {
   std::vector<MemcachedServer> servers;  // required when store is memcached
   int replicas = 1;                      // extra copies, on distinct nodes; 0..servers-1
-  int io_threads = 2;                    // threads that make the blocking libmemcached calls
+  int io_threads = 2;                    // per worker: threads that make the libmemcached calls
   Millis retry_timeout{2000};            // a failed node is retried after this
   Millis connect_timeout{200};           // per node connect
   Millis io_timeout{200};                // per request send/receive (poll) timeout

@@ -624,4 +624,43 @@ TlsVisit tlsVisit(int port, const std::string& source_ip, const std::string& ses
   return visit;
 }
 
+TlsKeepAlive::TlsKeepAlive(int port) {
+  fd_ = connectFrom("127.0.0.1", port);
+  if (fd_ < 0) return;
+  SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
+  SSL* ssl = SSL_new(ctx);
+  SSL_set_fd(ssl, fd_);
+  ctx_ = ctx;
+  if (SSL_connect(ssl) != 1) {
+    ERR_clear_error();
+    SSL_free(ssl);
+    return;
+  }
+  ssl_ = ssl;
+}
+
+TlsKeepAlive::~TlsKeepAlive() {
+  if (ssl_ != nullptr) SSL_free(static_cast<SSL*>(ssl_));
+  if (ctx_ != nullptr) SSL_CTX_free(static_cast<SSL_CTX*>(ctx_));
+  if (fd_ >= 0) ::close(fd_);
+}
+
+int TlsKeepAlive::get(const std::string& path) {
+  if (ssl_ == nullptr) return 0;
+  SSL* ssl = static_cast<SSL*>(ssl_);
+  std::string req = "GET " + path + " HTTP/1.1\r\nHost: localhost\r\n\r\n";
+  if (SSL_write(ssl, req.data(), static_cast<int>(req.size())) <= 0) return 0;
+  char buf[16384];
+  for (;;) {
+    if (size_t n = completeResponse(pending_); n > 0) {
+      int status = std::atoi(pending_.c_str() + 9);
+      pending_.erase(0, n);
+      return status;
+    }
+    int r = SSL_read(ssl, buf, sizeof(buf));
+    if (r <= 0) return 0;
+    pending_.append(buf, static_cast<size_t>(r));
+  }
+}
+
 }  // namespace tessera::testing

@@ -177,6 +177,22 @@ struct TlsVisit {
 TlsVisit tlsVisit(int port, const std::string& source_ip, const std::string& session_pem,
                   const std::string& version = "1.3");
 
+// A TLS keep-alive connection made in-process: one handshake, then request after request.
+class TlsKeepAlive {
+ public:
+  explicit TlsKeepAlive(int port);
+  ~TlsKeepAlive();
+  bool connected() const { return ssl_ != nullptr; }
+  // GET `path` (HTTP/1.1, keep-alive); returns the status code, or 0 on failure.
+  int get(const std::string& path);
+
+ private:
+  int fd_ = -1;
+  void* ctx_ = nullptr;  // SSL_CTX*
+  void* ssl_ = nullptr;  // SSL*
+  std::string pending_;
+};
+
 // GET http://127.0.0.1:port/path with a plain socket; returns the whole response.
 std::string httpGet(int port, const std::string& path);
 

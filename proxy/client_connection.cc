@@ -461,11 +461,7 @@ int ClientConnection::onBody(const char* data, size_t len) {
     return -1;
   }
   if (request_chunked_) {
-    char size_line[24];
-    int n = snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
-    evbuffer_add(upstream_out_, size_line, static_cast<size_t>(n));
-    evbuffer_add(upstream_out_, data, len);
-    evbuffer_add(upstream_out_, "\r\n", 2);
+    appendChunk(upstream_out_, data, len);
   } else {
     evbuffer_add(upstream_out_, data, len);
   }

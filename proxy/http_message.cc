@@ -1,6 +1,9 @@
 #include "proxy/http_message.h"
 
+#include <event2/buffer.h>
+
 #include <charconv>
+#include <cstdio>
 #include <cstring>
 
 namespace tessera::proxy {
@@ -392,6 +395,15 @@ void writeClientResponseHead(const MessageHead& resp, const ResponseFraming& fra
     out.append("Connection: keep-alive\r\n");
   }
   out.append("\r\n");
+}
+
+size_t appendChunk(evbuffer* out, const char* data, size_t len) {
+  char size_line[24];
+  int n = snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
+  evbuffer_add(out, size_line, static_cast<size_t>(n));
+  evbuffer_add(out, data, len);
+  evbuffer_add(out, "\r\n", 2);
+  return static_cast<size_t>(n) + len + 2;
 }
 
 std::string_view reasonPhrase(int status) {

@@ -15,6 +15,8 @@
 #include <string_view>
 #include <vector>
 
+struct evbuffer;
+
 namespace tessera::proxy {
 
 struct Header {
@@ -184,5 +186,9 @@ void writeClientResponseHead(const MessageHead& resp, const ResponseFraming& fra
                              std::string& out);
 
 std::string_view reasonPhrase(int status);
+
+// Appends `len` bytes to `out` as one chunk of a chunked body ("<hex len>\r\n" data "\r\n").
+// Returns the bytes appended.
+size_t appendChunk(evbuffer* out, const char* data, size_t len);
 
 }  // namespace tessera::proxy

@@ -4,24 +4,31 @@
 
 namespace tessera::proxy {
 
+namespace {
+
+// One histogram observation: the first bucket whose bound is >= the value (last: +Inf).
+template <size_t N>
+void observe(const std::array<double, N>& bounds, Counter* buckets, Counter& sum_us, Counter& count,
+             uint64_t us) {
+  size_t i = 0;
+  double seconds = static_cast<double>(us) / 1e6;
+  while (i < N && seconds > bounds[i]) ++i;
+  bump(buckets[i]);
+  bump(sum_us, us);
+  bump(count);
+}
+
+}  // namespace
+
 void WorkerMetrics::observeRequest(int status, uint64_t duration_us) {
   int cls = (status >= 100 && status < 600) ? status / 100 : 0;
   bump(requests_by_class[cls]);
-  size_t i = 0;
-  double seconds = static_cast<double>(duration_us) / 1e6;
-  while (i < kDurationBuckets.size() && seconds > kDurationBuckets[i]) ++i;
-  bump(duration_buckets[i]);
-  bump(duration_sum_us, duration_us);
-  bump(duration_count);
+  observe(kDurationBuckets, duration_buckets, duration_sum_us, duration_count, duration_us);
 }
 
 void WorkerMetrics::observeStoreLatency(uint64_t us) {
-  size_t i = 0;
-  double seconds = static_cast<double>(us) / 1e6;
-  while (i < kStoreLatencyBuckets.size() && seconds > kStoreLatencyBuckets[i]) ++i;
-  bump(store_latency_buckets[i]);
-  bump(store_latency_sum_us, us);
-  bump(store_latency_count);
+  observe(kStoreLatencyBuckets, store_latency_buckets, store_latency_sum_us, store_latency_count,
+          us);
 }
 
 namespace {

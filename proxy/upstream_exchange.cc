@@ -239,12 +239,7 @@ int ClientConnection::onResponseHead() {
 
 int ClientConnection::onResponseBody(const char* data, size_t len) {
   if (response_chunked_) {
-    char size_line[24];
-    int n = snprintf(size_line, sizeof(size_line), "%zx\r\n", len);
-    evbuffer_add(out_, size_line, static_cast<size_t>(n));
-    evbuffer_add(out_, data, len);
-    evbuffer_add(out_, "\r\n", 2);
-    bytes_out_ += static_cast<size_t>(n) + len + 2;
+    bytes_out_ += appendChunk(out_, data, len);
   } else {
     evbuffer_add(out_, data, len);
     bytes_out_ += len;

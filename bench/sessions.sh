@@ -1,0 +1,632 @@
+#!/usr/bin/env bash
+# Session macro benchmark: TLS handshakes per second when clients resume their sessions, through
+# tessera's cluster session cache (3 nodes, a 3-node memcached ring, every resumption on a node
+# other than the one that made the session), tessera's in-process memory store, nginx's local
+# shared cache and h2o's memcached cache; TLS 1.2 and 1.3; plus a full-handshake baseline per
+# server. Driven by tessera-handshake-load (wrk cannot resume on purpose nor change nodes).
+#
+# Usage (from the repo root): bash bench/sessions.sh BUILD_DIR
+#   DURATION=10      seconds per load run (default 10)
+#   CONNECTIONS=32   connections the load tool keeps in flight (default 32)
+#   THREADS=1        load tool threads (default 1)
+#   BACKEND=demo     use tessera-demo-backend instead of a one-worker nginx answering 200
+#   RESULTS_FILE=f   also append the table, with its header, to f
+#
+# Needs: nginx, memcached, curl, openssl, ss, pgrep, and optionally h2o (`make bench` installs
+# them), and BUILD_DIR/{tessera,tessera-demo-backend,tessera-handshake-load}.
+#
+# What is compared:
+# - "tessera memory x1": one tessera, 1 worker, session_cache at its defaults (memory store).
+# - "tessera ring x3": three tessera processes (1 worker each), same cluster name, listener name
+#   and seal key, session_cache.store memcached over 3 memcached processes, replicas 1. The load
+#   tool gets the 3 addresses and sends each connection to the next one, so every resumption is
+#   cross-node. Each node keeps its per-worker L1 (the default, l1_entries 20000).
+# - "tessera ring x3, L1 off": the same with l1_entries 0. With TLS 1.2 a resumed session keeps
+#   its id, so after one round over the nodes the L1s answer nearly every lookup; this row makes
+#   every lookup go to the ring. (TLS 1.3 issues a new ticket per resumption, so each lookup
+#   there reaches the ring with or without L1.)
+# - "nginx shared cache": nginx, 1 worker, `ssl_session_cache shared:SSL:10m;
+#   ssl_session_tickets off;`: sessions resumed from its own shared-memory cache.
+# - "h2o memcached": h2o 2.2.5, 1 thread, `ssl-session-resumption: {mode: cache, cache-store:
+#   memcached}` on one memcached (the first of the ring's three, idle by then).
+# All servers proxy to the same backend with the same ECDSA P-256 certificate (made at run time)
+# and the same TLS 1.2 cipher list. With TLS 1.3 the load tool sends one request per connection
+# (the tickets come after the handshake) and reads the answer; with TLS 1.2 it closes right after
+# the handshake. Handshake latency is TCP connect start -> handshake done at the client; in
+# resume mode each connection slot's first (full) handshake is left out of latency and resumed %.
+#
+# On a small machine the load tool, the backend and the servers share the cores, and the 3-node
+# rows run 3 server threads where the others run 1. So the table also gives the servers' own CPU
+# time per handshake (user+system of every server process and thread, plus the memcached
+# processes for the rows that use them), which does not depend on who else shares the cores.
+
+set -euo pipefail
+
+readonly DURATION="${DURATION:-10}"
+readonly CONNECTIONS="${CONNECTIONS:-32}"
+readonly THREADS="${THREADS:-1}"
+readonly STARTUP_TIMEOUT=10  # seconds a process gets to start listening
+readonly CLUSTER_NODES=3
+# The TLS 1.2 suites tessera offers (proxy/tls_context.cc), given to nginx and h2o too.
+readonly TLS12_CIPHERS="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
+ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
+ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
+# Rows of the table, in order: the key used in RESULT_* and the label printed.
+readonly SERVERS=(memory ring ring-nol1 nginx h2o)
+declare -rA LABEL=([memory]="tessera memory x1" [ring]="tessera ring x3"
+  [ring-nol1]="tessera ring x3, L1 off" [nginx]="nginx shared cache" [h2o]="h2o memcached")
+
+TMP=""
+PIDS=()           # every process this script started and has not stopped yet
+USED_PORTS=()     # ports handed out by alloc_port, not necessarily bound yet
+NOTES=()          # lines printed under the table
+MEMCACHED_PIDS=()
+MEMCACHED_PORTS=()
+SERVER_PIDS=()    # the processes of the server under test
+SERVER_PORTS=()   # its TLS ports (one per node)
+ADMIN_PORTS=()    # tessera's admin ports (one per node)
+
+log() { echo "sessions.sh: $*" >&2; }
+
+die() {
+  log "error: $*"
+  exit 1
+}
+
+cleanup() {
+  local rc=$?
+  trap - EXIT INT TERM
+  stop_all
+  if [[ -n "$TMP" && -d "$TMP" ]]; then rm -rf "$TMP"; fi
+  exit "$rc"
+}
+
+# Stops one started process: SIGTERM, then SIGKILL if it has not exited after a few seconds.
+stop_pid() {
+  local pid=$1
+  kill -TERM "$pid" 2>/dev/null || true
+  for _ in $(seq 1 50); do
+    kill -0 "$pid" 2>/dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$pid" 2>/dev/null || true
+  wait "$pid" 2>/dev/null || true
+  forget_pid "$pid"
+}
+
+forget_pid() {
+  local p kept=()
+  for p in "${PIDS[@]}"; do [[ "$p" == "$1" ]] || kept+=("$p"); done
+  PIDS=("${kept[@]}")
+}
+
+stop_all() {
+  local pid
+  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
+}
+
+# alloc_port VAR: stores in VAR a loopback TCP port that no socket uses. The port is taken below
+# the ephemeral range, so that none of the load tool's or the servers' outgoing connections can
+# grab it between now and the moment the server binds it.
+alloc_port() {
+  local low _high base p
+  read -r low _high </proc/sys/net/ipv4/ip_local_port_range
+  base=$((low > 21000 ? 20000 : 1024))
+  for _ in $(seq 1 500); do
+    p=$((base + RANDOM % (low - base)))
+    [[ " ${USED_PORTS[*]-} " == *" $p "* ]] && continue
+    if [[ -z "$(ss -Htan "( sport = :$p )")" ]]; then
+      USED_PORTS+=("$p")
+      printf -v "$1" '%s' "$p"
+      return 0
+    fi
+  done
+  die "found no free port between $base and $low"
+}
+
+# start NAME LOGFILE CMD...: starts CMD in the background, output to LOGFILE; sets STARTED_PID.
+start() {
+  local name=$1 logfile=$2
+  shift 2
+  "$@" >"$logfile" 2>&1 &
+  STARTED_PID=$!
+  PIDS+=("$STARTED_PID")
+  log "started $name (pid $STARTED_PID)"
+}
+
+# wait_listening NAME PID PORT LOGFILE: until PORT is listening. Returns 1, after printing the
+# log, if PID exits first or the port is not up in time; callers decide whether that is fatal.
+wait_listening() {
+  local name=$1 pid=$2 port=$3 logfile=$4
+  for _ in $(seq 1 $((STARTUP_TIMEOUT * 10))); do
+    if ! kill -0 "$pid" 2>/dev/null; then
+      log "$name exited during startup; its output:"
+      sed 's/^/    /' "$logfile" >&2
+      return 1
+    fi
+    [[ -n "$(ss -Htln "( sport = :$port )")" ]] && return 0
+    sleep 0.1
+  done
+  log "$name is not listening on 127.0.0.1:$port after ${STARTUP_TIMEOUT}s; its output:"
+  sed 's/^/    /' "$logfile" >&2
+  return 1
+}
+
+# answers URL: true if one request gets a 200.
+answers() {
+  [[ "$(curl -sk --max-time 5 -o /dev/null -w '%{http_code}' "$1" || true)" == 200 ]]
+}
+
+make_cert() {
+  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
+    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
+    -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null || die "openssl could not make a cert"
+}
+
+# The backend all servers share. The default is a one-worker nginx answering a fixed 200: it costs
+# little CPU, so on 2 cores the servers' own cost decides the throughput. BACKEND=demo uses
+# tessera's demo backend (echoes the request as JSON).
+start_backend() {
+  if [[ "${BACKEND:-nginx}" == demo ]]; then
+    start backend "$TMP/backend.log" "$BUILD_DIR/tessera-demo-backend" --port "$BACKEND_PORT" \
+      --threads 1
+  else
+    local dir="$TMP/backend-nginx" user_line=""
+    mkdir -p "$dir"
+    [[ "$(id -u)" == 0 ]] && user_line="user root;"
+    cat >"$dir/nginx.conf" <<EOF
+$user_line
+worker_processes 1;
+daemon off;
+pid $dir/nginx.pid;
+error_log $dir/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $dir/body;
+  keepalive_requests 1000000;
+  server {
+    listen 127.0.0.1:$BACKEND_PORT;
+    location / { return 200 "hello from the backend\n"; }
+  }
+}
+EOF
+    start backend "$TMP/backend.log" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
+  fi
+  wait_listening backend "$STARTED_PID" "$BACKEND_PORT" "$TMP/backend.log" ||
+    die "the backend did not start"
+}
+
+# Three memcached processes: tessera's ring, and the first of them for h2o.
+start_memcached() {
+  local i port user_args=()
+  # memcached refuses to run as root without -u.
+  [[ "$(id -u)" == 0 ]] && user_args=(-u root)
+  for i in $(seq 1 "$CLUSTER_NODES"); do
+    alloc_port port
+    start "memcached $i" "$TMP/memcached-$i.log" \
+      memcached -l 127.0.0.1 -p "$port" -U 0 -m 64 -t 1 "${user_args[@]}"
+    wait_listening "memcached $i" "$STARTED_PID" "$port" "$TMP/memcached-$i.log" ||
+      die "memcached did not start"
+    MEMCACHED_PIDS+=("$STARTED_PID")
+    MEMCACHED_PORTS+=("$port")
+  done
+}
+
+# --- Server configurations --------------------------------------------------------------------
+
+# write_tessera_conf KIND PORT ADMIN_PORT FILE: KIND is memory, ring or ring-nol1.
+write_tessera_conf() {
+  local kind=$1 servers="" p
+  for p in "${MEMCACHED_PORTS[@]}"; do servers+="${servers:+, }127.0.0.1:$p"; done
+  {
+    cat <<EOF
+workers: 1
+listeners:
+  - name: bench
+    listen: 127.0.0.1:$2
+    tls:
+      certificates:
+        - cert: $TMP/cert.pem
+          key: $TMP/key.pem
+      min_version: "1.2"
+upstreams:
+  app:
+    servers: [127.0.0.1:$BACKEND_PORT]
+    keepalive: 64
+limits:
+  drain_timeout: 1s
+admin:
+  listen: 127.0.0.1:$3
+log:
+  level: warn
+  access_log: off
+cluster:
+  name: bench-cluster
+EOF
+    if [[ "$kind" != memory ]]; then
+      cat <<EOF
+session_cache:
+  store: memcached
+  l1_entries: $([[ "$kind" == ring-nol1 ]] && echo 0 || echo 20000)
+  seal_keys:
+    - { id: k1, file: $TMP/seal.key }
+  memcached:
+    servers: [$servers]
+    replicas: 1
+EOF
+    fi
+  } >"$4"
+}
+
+write_nginx_conf() {
+  local port=$1 file=$2 user_line=""
+  # nginx drops privileges to "nobody" when started as root; staying root keeps the temp dir
+  # readable without chown.
+  [[ "$(id -u)" == 0 ]] && user_line="user root;"
+  cat >"$file" <<EOF
+$user_line
+worker_processes 1;
+daemon off;
+master_process on;
+pid $TMP/nginx/nginx.pid;
+error_log $TMP/nginx/error.log warn;
+events { worker_connections 4096; }
+http {
+  access_log off;
+  client_body_temp_path $TMP/nginx/body;
+  proxy_temp_path $TMP/nginx/proxy;
+  fastcgi_temp_path $TMP/nginx/fastcgi;
+  uwsgi_temp_path $TMP/nginx/uwsgi;
+  scgi_temp_path $TMP/nginx/scgi;
+  upstream backend {
+    server 127.0.0.1:$BACKEND_PORT;
+    keepalive 64;
+  }
+  server {
+    listen 127.0.0.1:$port ssl;
+    ssl_certificate $TMP/cert.pem;
+    ssl_certificate_key $TMP/key.pem;
+    ssl_protocols TLSv1.2 TLSv1.3;
+    ssl_ciphers $TLS12_CIPHERS;
+    ssl_prefer_server_ciphers on;
+    ssl_session_cache shared:SSL:10m;
+    ssl_session_tickets off;
+    location / {
+      proxy_pass http://backend;
+      proxy_http_version 1.1;
+      proxy_set_header Connection "";
+      proxy_set_header Host \$http_host;
+      proxy_set_header X-Forwarded-For \$remote_addr;
+      proxy_set_header X-Forwarded-Proto \$scheme;
+    }
+  }
+}
+EOF
+}
+
+# h2o 2.2's keys (its docs, configure/base_directives "ssl-session-resumption"): mode cache uses
+# only the session-id cache, which cache-store memcached keeps in memcached (binary protocol).
+write_h2o_conf() {
+  local port=$1 file=$2 user_line=""
+  # h2o switches to "nobody" when started as root unless told otherwise.
+  [[ "$(id -u)" == 0 ]] && user_line="user: root"
+  cat >"$file" <<EOF
+$user_line
+num-threads: 1
+error-log: $TMP/h2o/error.log
+pid-file: $TMP/h2o/h2o.pid
+listen:
+  host: 127.0.0.1
+  port: $port
+  ssl:
+    certificate-file: $TMP/cert.pem
+    key-file: $TMP/key.pem
+    minimum-version: TLSv1.2
+    cipher-suite: "$TLS12_CIPHERS"
+    cipher-preference: server
+    ocsp-update-interval: 0
+ssl-session-resumption:
+  mode: cache
+  cache-store: memcached
+  memcached:
+    host: 127.0.0.1
+    port: ${MEMCACHED_PORTS[0]}
+hosts:
+  default:
+    paths:
+      /:
+        proxy.reverse.url: http://127.0.0.1:$BACKEND_PORT/
+EOF
+}
+
+# start_server NAME: starts the server (all its nodes), checks every node answers; sets
+# SERVER_PIDS, SERVER_PORTS, ADMIN_PORTS. Returns 1 (h2o only) if it cannot be made to work.
+start_server() {
+  local name=$1 nodes=1 i port admin conf logfile
+  SERVER_PIDS=()
+  SERVER_PORTS=()
+  ADMIN_PORTS=()
+  [[ "$name" == ring* ]] && nodes=$CLUSTER_NODES
+  for i in $(seq 1 "$nodes"); do
+    alloc_port port
+    logfile="$TMP/$name-$i.log"
+    case "$name" in
+      memory | ring | ring-nol1)
+        alloc_port admin
+        conf="$TMP/tessera-$name-$i.yaml"
+        write_tessera_conf "$name" "$port" "$admin" "$conf"
+        start "tessera $name node $i" "$logfile" "$BUILD_DIR/tessera" run --config "$conf"
+        ADMIN_PORTS+=("$admin")
+        ;;
+      nginx)
+        mkdir -p "$TMP/nginx"
+        write_nginx_conf "$port" "$TMP/nginx/nginx.conf"
+        start nginx "$logfile" nginx -p "$TMP/nginx" -e "$TMP/nginx/error.log" \
+          -c "$TMP/nginx/nginx.conf"
+        ;;
+      h2o)
+        mkdir -p "$TMP/h2o"
+        write_h2o_conf "$port" "$TMP/h2o/h2o.conf"
+        start h2o "$logfile" h2o -c "$TMP/h2o/h2o.conf"
+        ;;
+    esac
+    SERVER_PIDS+=("$STARTED_PID")
+    SERVER_PORTS+=("$port")
+    if ! wait_listening "$name" "$STARTED_PID" "$port" "$logfile"; then
+      [[ "$name" == h2o ]] && return 1
+      die "$name did not start"
+    fi
+  done
+  for port in "${SERVER_PORTS[@]}"; do
+    if ! answers "https://127.0.0.1:$port/"; then
+      log "$name on port $port does not answer 200; its output:"
+      cat "$TMP/$name"-*.log "$TMP/$name/error.log" 2>/dev/null | tail -20 | sed 's/^/    /' >&2
+      [[ "$name" == h2o ]] && return 1
+      die "$name does not answer 200 on https://127.0.0.1:$port/"
+    fi
+  done
+}
+
+stop_server() {
+  local pid
+  for pid in "${SERVER_PIDS[@]}"; do stop_pid "$pid"; done
+  SERVER_PIDS=()
+}
+
+# --- Measurements -------------------------------------------------------------------------------
+
+# cpu_ticks PID...: utime+stime (fields 14 and 15 of /proc/PID/task/TID/stat, in clock ticks)
+# summed over every thread of each PID and of its child processes (nginx's and h2o's workers are
+# children of the master). Threads that exit while this runs are skipped.
+cpu_ticks() {
+  local pid p children=() files=()
+  for pid in "$@"; do
+    mapfile -t children < <(pgrep -P "$pid" || true)
+    for p in "$pid" "${children[@]}"; do files+=(/proc/"$p"/task/*/stat); done
+  done
+  # The command name (field 2) is in parentheses and may hold spaces: count fields after it.
+  { cat "${files[@]}" 2>/dev/null || true; } |
+    awk '{sub(/^.*\) /, ""); t += $12 + $13} END {printf "%d\n", t}'
+}
+
+# metrics_snapshot FILE: tessera's counters summed over every node, one "name value" a line.
+metrics_snapshot() {
+  local port
+  for port in "${ADMIN_PORTS[@]}"; do
+    curl -s --max-time 5 "http://127.0.0.1:$port/metrics" || true
+  done | awk '!/^#/ && NF == 2 {gsub(/"/, "", $1); v[$1] += $2} END {for (k in v) print k, v[k]}' \
+    >"$1"
+}
+
+# metrics_note BEFORE AFTER: what tessera's counters say about the run, on one line.
+metrics_note() {
+  awk 'NR == FNR {b[$1] = $2; next} {d[$1] = $2 - b[$1]}
+    function g(k) {return d[k] + 0}
+    END {
+      printf "handshakes full=%d resumed=%d errors=%d; session lookups", \
+        g("tessera_tls_handshakes_total{kind=full}"), \
+        g("tessera_tls_handshakes_total{kind=resumed}"), g("tessera_tls_handshake_errors_total")
+      n = split("hit_l1 hit_store miss timeout error binding_mismatch", r, " ")
+      for (i = 1; i <= n; i++) printf " %s=%d", r[i], g("tessera_tls_session_lookups_total{result=" r[i] "}")
+      c = g("tessera_store_latency_seconds_count")
+      if (c > 0) {
+        printf "; store lookups mean %.3f ms, %.1f%% within 1 ms", \
+          1000 * g("tessera_store_latency_seconds_sum") / c, \
+          100 * g("tessera_store_latency_seconds_bucket{le=0.001}") / c
+      }
+      printf "; store write errors=%d, seal open failures=%d\n", \
+        g("tessera_tls_session_store_write_errors_total"), g("tessera_seal_open_failures_total")
+    }' "$1" "$2"
+}
+
+# run_load OUTFILE TLS MODE: the load tool against every node of the server under test. It runs
+# in the background so that a signal to this script cleans up at once; `timeout` bounds it even
+# if it misbehaves.
+run_load() {
+  local out=$1 tls=$2 mode=$3 pid args=() port
+  for port in "${SERVER_PORTS[@]}"; do args+=(--connect "127.0.0.1:$port"); done
+  timeout -k 5 $((DURATION + 30)) "$BUILD_DIR/tessera-handshake-load" "${args[@]}" \
+    --tls "$tls" --mode "$mode" --concurrency "$CONNECTIONS" --threads "$THREADS" \
+    --duration "$DURATION" >"$out" 2>&1 &
+  pid=$!
+  PIDS+=("$pid")
+  if ! wait "$pid"; then
+    forget_pid "$pid"
+    sed 's/^/    /' "$out" >&2
+    die "the load tool failed (output above)"
+  fi
+  forget_pid "$pid"
+  grep -q '^RESULT ' "$out" || die "no RESULT line in $out"
+}
+
+# result_field FILE KEY: a value of the load tool's RESULT line.
+result_field() {
+  awk -v k="$2" '/^RESULT / {for (i = 2; i <= NF; i++) {split($i, kv, "="); if (kv[1] == k) print kv[2]}}' \
+    "$1"
+}
+
+# bench_server NAME: starts it, runs TLS 1.2 and 1.3, full and resume, records RESULT_* (keyed
+# "tls/name/mode"), stops it.
+bench_server() {
+  local name=$1 tls mode out key modes cpu0 cpu1 handshakes errors first pids note
+  if [[ "$name" == h2o ]] && ! command -v h2o >/dev/null; then
+    NOTES+=("- h2o: not installed (apt-get install h2o, or make bench): rows skipped.")
+    return 0
+  fi
+  if ! start_server "$name"; then
+    first=$(grep -v '^$' "$TMP/h2o/error.log" "$TMP/h2o"-*.log 2>/dev/null | tail -3 |
+      sed 's/^[^:]*://' | paste -sd '|' - || true)
+    NOTES+=("- h2o: could not be made to work (did not start or answer 200; log: ${first:-empty}): rows skipped.")
+    stop_server
+    return 0
+  fi
+  pids=("${SERVER_PIDS[@]}")
+  # Rows that keep sessions in memcached pay for its CPU too.
+  [[ "$name" == ring* ]] && pids+=("${MEMCACHED_PIDS[@]}")
+  [[ "$name" == h2o ]] && pids+=("${MEMCACHED_PIDS[0]}")
+  modes=(full resume)
+  # The L1-off variant differs from "ring" only in how it resumes.
+  [[ "$name" == ring-nol1 ]] && modes=(resume)
+  for tls in 1.2 1.3; do
+    for mode in "${modes[@]}"; do
+      key="$tls/$name/$mode"
+      out="$TMP/load-$name-$tls-$mode.txt"
+      log "${LABEL[$name]}, TLS $tls, $mode: ${DURATION}s"
+      if ((${#ADMIN_PORTS[@]} > 0)); then metrics_snapshot "$TMP/before.txt"; fi
+      cpu0=$(cpu_ticks "${pids[@]}")
+      run_load "$out" "$tls" "$mode"
+      cpu1=$(cpu_ticks "${pids[@]}")
+      RESULT_HS["$key"]=$(result_field "$out" hs_per_s)
+      RESULT_P50["$key"]=$(result_field "$out" p50_ms)
+      RESULT_P99["$key"]=$(result_field "$out" p99_ms)
+      RESULT_RESUMED["$key"]=$(result_field "$out" resumed_pct)
+      handshakes=$(result_field "$out" handshakes)
+      errors=$(result_field "$out" errors)
+      # Microseconds of server CPU per completed handshake ("" if none completed).
+      RESULT_CPU["$key"]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="$handshakes" \
+        'BEGIN {if (n > 0) printf "%.0f", t * 1e6 / hz / n}')
+      if [[ "$errors" != 0 ]]; then
+        NOTES+=("- ${LABEL[$name]}, TLS $tls, $mode: load tool: $(grep '^errors ' "$out")")
+      fi
+      if ((${#ADMIN_PORTS[@]} > 0)); then
+        metrics_snapshot "$TMP/after.txt"
+        note=$(metrics_note "$TMP/before.txt" "$TMP/after.txt")
+        NOTES+=("- ${LABEL[$name]}, TLS $tls, $mode: tessera metrics (all nodes): $note")
+      fi
+    done
+  done
+  stop_server
+}
+
+versions() {
+  local nginx_v h2o_v memcached_v openssl_v tessera_v
+  nginx_v=$(nginx -v 2>&1 | sed 's/^nginx version: //')
+  h2o_v=$( (h2o --version 2>/dev/null || echo "h2o not installed") | head -1)
+  memcached_v=$(memcached -V 2>&1 | head -1)
+  openssl_v=$(openssl version)
+  tessera_v=$("$BUILD_DIR/tessera" version 2>&1 | head -1 || true)
+  echo "$tessera_v, $nginx_v, $h2o_v, $memcached_v, $openssl_v"
+}
+
+# target_line TLS SERVER: pass/fail of the three targets for one ring row.
+target_lines() {
+  local tls=$1 s=$2 label=${LABEL[$2]} hs nginx_hs res p99 mem_p99 verdict
+  hs=${RESULT_HS["$tls/$s/resume"]:-}
+  [[ -n "$hs" ]] || return 0
+  nginx_hs=${RESULT_HS["$tls/nginx/resume"]:-0}
+  res=${RESULT_RESUMED["$tls/$s/resume"]}
+  p99=${RESULT_P99["$tls/$s/resume"]}
+  mem_p99=${RESULT_P99["$tls/memory/resume"]:-}
+  verdict=$(awk -v a="$hs" -v b="$nginx_hs" 'BEGIN {
+    if (b > 0) printf "%.2fx -> %s", a / b, (a >= b ? "PASS" : "FAIL"); else print "no nginx result"}')
+  echo "- TLS $tls, $label: resumed handshakes/s >= 1.0x nginx's shared cache: $verdict"
+  verdict=$(awk -v r="$res" 'BEGIN {printf "%.2f%% -> %s", r, (r >= 99 ? "PASS" : "FAIL")}')
+  echo "- TLS $tls, $label: cross-node resumption >= 99%: $verdict"
+  verdict=$(awk -v a="$p99" -v b="$mem_p99" 'BEGIN {
+    if (b == "") {print "no memory-store result"; exit}
+    d = a - b; printf "%+.3f ms (%.3f - %.3f) -> %s", d, a, b, (d < 1 ? "PASS" : "FAIL")}')
+  echo "- TLS $tls, $label: added p99 handshake latency (ring p99 - memory store p99) < 1 ms: $verdict"
+}
+
+report() {
+  local header table tls s mode key hs base ratio targets=""
+  header="### Session benchmark, $(date -u), nproc=$(nproc)"$'\n\n'
+  header+="$(versions)."$'\n'
+  header+="tessera-handshake-load -c$CONNECTIONS -t$THREADS -d${DURATION}s per row (TLS 1.3: one"
+  header+=" GET per connection so that tickets arrive; TLS 1.2: handshake only); resume: each"
+  header+=" connection offers its newest session to the next node; full: no session offered."
+  header+=" Ring rows: 3 tessera nodes (1 worker each) on a 3-node memcached ring, replicas 1,"
+  header+=" every resumption cross-node. Latency is TCP connect start to handshake done; in resume"
+  header+=" mode it and resumed % leave out each connection's first (full) handshake. CPU µs/hs is"
+  header+=" the servers' own CPU time (plus memcached's for the rows that use it) per handshake."
+  header+=" Load average at start: $LOAD_AT_START."
+  table="| tls | server | mode | handshakes/s | p50 ms | p99 ms | resumed % |"
+  table+=" ratio to nginx (handshakes/s) | server CPU µs/hs |"$'\n'
+  table+="|---|---|---|---|---|---|---|---|---|"
+  for tls in 1.2 1.3; do
+    for mode in resume full; do
+      base=${RESULT_HS["$tls/nginx/$mode"]:-0}
+      for s in "${SERVERS[@]}"; do
+        key="$tls/$s/$mode"
+        hs=${RESULT_HS["$key"]:-}
+        [[ -n "$hs" ]] || continue
+        ratio=$(awk -v a="$hs" -v b="$base" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}')
+        local resumed=${RESULT_RESUMED["$key"]}
+        [[ "$mode" == full ]] && resumed="-"
+        table+=$'\n'"| $tls | ${LABEL[$s]} | $mode | $hs | ${RESULT_P50["$key"]} |"
+        table+=" ${RESULT_P99["$key"]} | $resumed | $ratio | ${RESULT_CPU["$key"]:-n/a} |"
+      done
+    done
+  done
+  for tls in 1.2 1.3; do
+    for s in ring ring-nol1; do targets+="$(target_lines "$tls" "$s")"$'\n'; done
+  done
+  local text="$header"$'\n\n'"$table"$'\n\n'"Targets:"$'\n'"$targets"
+  if ((${#NOTES[@]} > 0)); then
+    text+=$'\n'"Notes:"$'\n'"$(printf '%s\n' "${NOTES[@]}")"$'\n'
+  fi
+  echo
+  echo "$text"
+  if [[ -n "${RESULTS_FILE:-}" ]]; then
+    printf '\n%s' "$text" >>"$RESULTS_FILE"
+    log "appended to $RESULTS_FILE"
+  fi
+}
+
+main() {
+  (($# == 1)) || die "usage: bash bench/sessions.sh BUILD_DIR"
+  BUILD_DIR=$1
+  [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a whole number of seconds"
+  [[ "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a whole number"
+  [[ "$THREADS" =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a whole number"
+  local tool
+  for tool in nginx memcached curl openssl ss awk pgrep getconf timeout; do
+    command -v "$tool" >/dev/null || die "$tool is not installed (make bench installs it)"
+  done
+  for tool in tessera tessera-demo-backend tessera-handshake-load; do
+    [[ -x "$BUILD_DIR/$tool" ]] || die "$BUILD_DIR/$tool not found: build first"
+  done
+
+  trap cleanup EXIT
+  trap 'exit 130' INT
+  trap 'exit 143' TERM
+  TMP=$(mktemp -d -t tessera-sessions.XXXXXX)
+  LOAD_AT_START=$(cut -d' ' -f1-3 /proc/loadavg)
+  make_cert
+  "$BUILD_DIR/tessera" keygen seal --out "$TMP/seal.key" >/dev/null ||
+    die "tessera keygen seal failed"
+
+  CLK_TCK=$(getconf CLK_TCK)
+  [[ "$CLK_TCK" =~ ^[1-9][0-9]*$ ]] || die "getconf CLK_TCK gave '$CLK_TCK'"
+  declare -gA RESULT_HS=() RESULT_P50=() RESULT_P99=() RESULT_RESUMED=() RESULT_CPU=()
+  alloc_port BACKEND_PORT
+  start_backend
+  start_memcached
+
+  local name
+  for name in "${SERVERS[@]}"; do bench_server "$name"; done
+  report
+}
+
+main "$@"

@@ -130,8 +130,12 @@ SslCtxPtr newServerContext(const conf::Tls& tls) {
   SSL_CTX_set_min_proto_version(
       ctx.get(), tls.min_version == conf::TlsVersion::k1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
   SSL_CTX_set_max_proto_version(ctx.get(), TLS1_3_VERSION);
-  SSL_CTX_set_options(
-      ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION | SSL_OP_CIPHER_SERVER_PREFERENCE);
+  SSL_CTX_set_options(ctx.get(), SSL_OP_NO_COMPRESSION | SSL_OP_NO_RENEGOTIATION |
+                                     SSL_OP_CIPHER_SERVER_PREFERENCE |
+                                     // A client that closes without close_notify (most do) is an
+                                     // ordinary end of stream (SSL_ERROR_ZERO_RETURN), not a fatal
+                                     // error that poisons its session.
+                                     SSL_OP_IGNORE_UNEXPECTED_EOF);
   SSL_CTX_set_cipher_list(ctx.get(), kTls12Ciphers);
   SSL_CTX_set1_groups_list(ctx.get(), "X25519:P-256:P-384");
   SSL_CTX_set_mode(ctx.get(), SSL_MODE_ENABLE_PARTIAL_WRITE | SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);

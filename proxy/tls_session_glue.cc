@@ -130,6 +130,8 @@ void TlsSessionGlue::configureContext(SSL_CTX* ctx, const std::string& id_contex
   // No stateless tickets: TLS 1.3 then issues stateful tickets (cache keys). No anti-replay
   // deletion either: tessera accepts no early data, and a ticket must stay usable on every node.
   SSL_CTX_set_options(ctx, SSL_OP_NO_TICKET | SSL_OP_NO_ANTI_REPLAY);
+  // A connection that fails makes OpenSSL "remove" its session; only the L1 forgets it (see
+  // onRemoveSession). Unexpected EOF is not such a failure (tls_context.cc sets the option).
   SSL_CTX_set_num_tickets(ctx, 1);  // one ring write per handshake, not two
   SSL_CTX_set_timeout(ctx, static_cast<long>(lifetime.count()));
   SSL_CTX_set_client_hello_cb(ctx, &TlsSessionGlue::onClientHello, nullptr);
@@ -204,7 +206,10 @@ void TlsSessionGlue::lookupDone(cache::Result result, std::chrono::steady_clock:
   if (result.status == cache::Status::kOk) {
     std::optional<std::string> plain = snapshot_.sealer().open(key_, result.value);
     if (!plain) bump(m.seal_open_failures);  // tampered, or sealed with a key we do not have
-    if (plain) record = cache::decodeSessionRecord(*plain);
+    if (plain) {
+      record = cache::decodeSessionRecord(*plain);
+      OPENSSL_cleanse(plain->data(), plain->size());  // it holds the master secret
+    }
   }
   if (record) {
     park(*record, /*from_l1=*/false);
@@ -253,15 +258,15 @@ bool TlsSessionGlue::park(const cache::SessionRecord& record, bool from_l1) {
 }
 
 SSL_SESSION* TlsSessionGlue::onGetSession(SSL* ssl, const unsigned char* id, int len, int* copy) {
-  *copy = 0;  // the parked reference goes to OpenSSL
+  // OpenSSL takes a reference of its own and the parked one stays here (freed with the glue):
+  // after a HelloRetryRequest the second ClientHello asks for the same session again.
+  *copy = 1;
   TlsSessionGlue* glue = from(ssl);
   if (glue == nullptr || glue->parked_ == nullptr) return nullptr;
   if (cache::sessionKey(std::string_view(reinterpret_cast<const char*>(id), len)) != glue->key_) {
     return nullptr;
   }
-  SSL_SESSION* session = glue->parked_;
-  glue->parked_ = nullptr;
-  return session;
+  return glue->parked_;
 }
 
 int TlsSessionGlue::onNewSession(SSL* ssl, SSL_SESSION* session) {
@@ -285,7 +290,9 @@ void TlsSessionGlue::storeNewSession(SSL_SESSION* session) {
   record.created = unixNow();
   record.expiry = record.created + lifetime.count();
   std::string key = cache::sessionKey(std::string_view(reinterpret_cast<const char*>(id), id_len));
-  std::string sealed = snapshot_.sealer().seal(key, cache::encodeSessionRecord(record));
+  std::string encoded = cache::encodeSessionRecord(record);
+  std::string sealed = snapshot_.sealer().seal(key, encoded);
+  OPENSSL_cleanse(encoded.data(), encoded.size());
   cache_.l1Put(key, std::move(record), sc.l1_entries);
   WorkerMetrics* m = &cache_.metrics();
   if (sealed.empty()) {  // OpenSSL failed to seal: never store the record unsealed
@@ -299,14 +306,15 @@ void TlsSessionGlue::storeNewSession(SSL_SESSION* session) {
 }
 
 void TlsSessionGlue::onRemoveSession(SSL_CTX*, SSL_SESSION* session) {
+  // Only the local L1 forgets the session. Removing it from the ring would let anyone who saw a
+  // session id in clear evict a client's session cluster-wide by failing a connection with it,
+  // and would cost a ring round trip per aborted handshake; records expire by their TTL.
   SessionCache* cache = SessionCache::current();
   if (cache == nullptr) return;
   unsigned int id_len = 0;
   const unsigned char* id = SSL_SESSION_get_id(session, &id_len);
   if (id_len == 0) return;
-  std::string key = cache::sessionKey(std::string_view(reinterpret_cast<const char*>(id), id_len));
-  cache->l1Erase(key);
-  cache->store().remove(key, cache::Millis(1000), [](cache::Result) {});
+  cache->l1Erase(cache::sessionKey(std::string_view(reinterpret_cast<const char*>(id), id_len)));
 }
 
 }  // namespace tessera::proxy

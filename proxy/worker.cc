@@ -32,6 +32,10 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, ListenFds fds,
 }
 
 Worker::~Worker() {
+  if (thread_.joinable()) {  // start-up failed after the workers started (admin port in use)
+    stop();
+    join();
+  }
   for (auto& [key, slot] : slots_) closeSlot(slot);
   connections_.clear();  // before the session cache: they cancel their lookups in it
   retired_.clear();

@@ -581,7 +581,7 @@ SSL_SESSION* sessionFromPem(const std::string& pem) {
 }  // namespace
 
 TlsVisit tlsVisit(int port, const std::string& source_ip, const std::string& session_pem,
-                  const std::string& version) {
+                  const std::string& version, const std::string& groups) {
   TlsVisit visit;
   int fd = connectFrom(source_ip, port);
   if (fd < 0) {
@@ -593,6 +593,7 @@ TlsVisit tlsVisit(int port, const std::string& source_ip, const std::string& ses
   SSL_CTX_set_min_proto_version(ctx, v);
   SSL_CTX_set_max_proto_version(ctx, v);
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_CLIENT);
+  if (!groups.empty()) SSL_CTX_set1_groups_list(ctx, groups.c_str());
   SSL* ssl = SSL_new(ctx);
   SSL_set_fd(ssl, fd);
   SSL_set_tlsext_host_name(ssl, "localhost");
@@ -624,12 +625,17 @@ TlsVisit tlsVisit(int port, const std::string& source_ip, const std::string& ses
   return visit;
 }
 
-TlsKeepAlive::TlsKeepAlive(int port) {
+TlsKeepAlive::TlsKeepAlive(int port, const std::string& session_pem) {
   fd_ = connectFrom("127.0.0.1", port);
   if (fd_ < 0) return;
   SSL_CTX* ctx = SSL_CTX_new(TLS_client_method());
   SSL* ssl = SSL_new(ctx);
   SSL_set_fd(ssl, fd_);
+  if (!session_pem.empty()) {
+    SSL_SESSION* s = sessionFromPem(session_pem);
+    if (s != nullptr) SSL_set_session(ssl, s);
+    SSL_SESSION_free(s);
+  }
   ctx_ = ctx;
   if (SSL_connect(ssl) != 1) {
     ERR_clear_error();
@@ -643,6 +649,18 @@ TlsKeepAlive::~TlsKeepAlive() {
   if (ssl_ != nullptr) SSL_free(static_cast<SSL*>(ssl_));
   if (ctx_ != nullptr) SSL_CTX_free(static_cast<SSL_CTX*>(ctx_));
   if (fd_ >= 0) ::close(fd_);
+}
+
+bool TlsKeepAlive::reused() const {
+  return ssl_ != nullptr && SSL_session_reused(static_cast<SSL*>(ssl_)) == 1;
+}
+
+std::string TlsKeepAlive::sessionPem() const {
+  if (ssl_ == nullptr) return "";
+  SSL_SESSION* s = SSL_get1_session(static_cast<SSL*>(ssl_));
+  std::string pem = s != nullptr ? sessionToPem(s) : "";
+  SSL_SESSION_free(s);
+  return pem;
 }
 
 int TlsKeepAlive::get(const std::string& path) {

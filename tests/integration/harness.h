@@ -174,13 +174,19 @@ struct TlsVisit {
   std::string response;
   std::string error;
 };
+// `groups` (e.g. "P-521:P-256") sets the client's key-share preference: a first group the
+// server does not take forces a HelloRetryRequest.
 TlsVisit tlsVisit(int port, const std::string& source_ip, const std::string& session_pem,
-                  const std::string& version = "1.3");
+                  const std::string& version = "1.3", const std::string& groups = "");
 
 // A TLS keep-alive connection made in-process: one handshake, then request after request.
 class TlsKeepAlive {
  public:
-  explicit TlsKeepAlive(int port);
+  // `session_pem`: offer that session. The destructor closes the socket without close_notify,
+  // as many clients do.
+  explicit TlsKeepAlive(int port, const std::string& session_pem = "");
+  bool reused() const;
+  std::string sessionPem() const;
   ~TlsKeepAlive();
   bool connected() const { return ssl_ != nullptr; }
   // GET `path` (HTTP/1.1, keep-alive); returns the status code, or 0 on failure.

@@ -84,6 +84,34 @@ TEST_F(SessionCacheTest, Tls13ResumesByStatefulTicket) {
   EXPECT_EQ(lookups("hit_store"), 2);
 }
 
+TEST_F(SessionCacheTest, ResumesAfterAHelloRetryRequest) {
+  start("{ l1_entries: 0 }");
+  // P-521 is not among the server's groups: the first ClientHello gets a HelloRetryRequest and
+  // the second one must find the same session again.
+  TlsVisit first = tlsVisit(port_, "127.0.0.1", "", "1.3", "P-521:P-256");
+  ASSERT_TRUE(first.ok) << first.error;
+  TlsVisit again = tlsVisit(port_, "127.0.0.1", first.session_pem, "1.3", "P-521:P-256");
+  EXPECT_TRUE(again.reused);
+}
+
+TEST_F(SessionCacheTest, AClientThatClosesWithoutCloseNotifyKeepsItsSession) {
+  start("{ l1_entries: 0 }");
+  std::string session;
+  {
+    TlsKeepAlive conn(port_);
+    ASSERT_EQ(conn.get("/echo"), 200);  // the TLS 1.3 ticket comes before the response
+    session = conn.sessionPem();
+  }  // closed with a bare FIN
+  ASSERT_FALSE(session.empty());
+  {
+    TlsKeepAlive conn(port_, session);
+    ASSERT_EQ(conn.get("/echo"), 200);
+    EXPECT_TRUE(conn.reused());
+  }
+  TlsKeepAlive later(port_, session);  // the ticket was not evicted by either unclean close
+  EXPECT_TRUE(later.reused());
+}
+
 TEST_F(SessionCacheTest, L1ServesSessionsThisNodeMade) {
   start("{ l1_entries: 100 }");
   TlsVisit first = tlsVisit(port_, "127.0.0.1", "", "1.2");

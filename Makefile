@@ -9,8 +9,8 @@ BUILD_TYPE ?= Release
 PACKAGES := build-essential cmake pkg-config openssl libssl-dev libevent-dev libyaml-cpp-dev \
             libspdlog-dev libcli11-dev nlohmann-json3-dev node-llhttp libgtest-dev libgmock-dev \
             libbenchmark-dev libmemcached-dev memcached curl wrk procps
-# Only the macro benchmark needs these: the proxies tessera is compared with.
-BENCH_PACKAGES := nginx-light haproxy
+# Only the macro benchmarks need these: the proxies tessera is compared with.
+BENCH_PACKAGES := nginx-light haproxy h2o
 
 .PHONY: all deps bench-deps build run run-cluster test bench certs format clean
 
@@ -82,6 +82,7 @@ test: build
 bench: bench-deps build
 	$(BUILD)/bench/tessera_micro_bench --benchmark_min_time=0.2
 	RESULTS_FILE=bench/RESULTS.md bash bench/macro.sh $(BUILD)
+	RESULTS_FILE=bench/RESULTS.md bash bench/sessions.sh $(BUILD)
 
 format:
 	clang-format -i $$(git ls-files '*.cc' '*.h')

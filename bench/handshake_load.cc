@@ -6,12 +6,12 @@
 // first handshake is full and every later one offers the newest session the servers gave it, to
 // the next address of the --connect list: with several nodes every resumption is cross-node.
 //
-// One libevent base per thread; every connection is non-blocking and bounded by --timeout, and
-// the run by --duration, so the tool always ends. The last line of the output is
-// machine-readable:
+// One libevent base per thread; every connection is non-blocking and each of its phases bounded
+// by --timeout. After --duration no connection starts; those in flight may finish (for at most
+// --timeout more) so that the servers see clean closes, and the tool always ends. The last line
+// of the output is machine-readable:
 //   RESULT hs_per_s=... p50_ms=... p99_ms=... max_ms=... resumed_pct=... errors=... ...
 
-#include <arpa/inet.h>
 #include <event2/event.h>
 #include <netdb.h>
 #include <netinet/in.h>
@@ -79,6 +79,9 @@ struct Stats {
   uint64_t offered = 0;      // ... of which offered a saved session
   uint64_t resumed = 0;      // ... of which the server resumed
   uint64_t requests = 0;     // complete responses read
+  // Longest ticket of a saved session. A TLS 1.3 identity of 32 bytes or less is an id the
+  // server looks up in its cache (stateful); a longer one is a stateless ticket.
+  size_t ticket_bytes = 0;
   std::array<uint64_t, kErrorKinds> errors{};
   std::array<std::string, kErrorKinds> first_error;  // one example message per kind
   std::vector<uint32_t> latency_us;                  // handshakes that count for the percentiles
@@ -132,6 +135,9 @@ class Slot {
   ~Slot();
 
   void start();
+  // At the end of the run: a slot waiting out an error backoff starts nothing more.
+  void stopIfIdle();
+  bool idle() const { return phase_ == Phase::kIdle; }
 
  private:
   enum class Phase { kIdle, kBackoff, kConnecting, kHandshake, kWriting, kReading };
@@ -140,6 +146,7 @@ class Slot {
   void handle(short what);
   void handshake();
   void handshakeDone();
+  void afterHandshake();
   void write();
   void read();
   bool responseComplete();
@@ -177,17 +184,36 @@ class Worker {
     if (base_ != nullptr) event_base_free(base_);
   }
 
-  // Runs every slot until `duration` has passed, then abandons whatever is in flight.
+  // Runs every slot for `duration`, then lets the connections in flight end for at most
+  // `timeout` (their handshakes are not counted, their failures are), so that servers do not log
+  // the end of a run as failed handshakes.
   void run() {
     event* stop = evtimer_new(base_, &Worker::onStop, this);
+    hard_stop_ = evtimer_new(base_, &Worker::onHardStop, this);
     timeval tv = toTimeval(seconds(options_.duration));
     evtimer_add(stop, &tv);
     began_ = Clock::now();
     for (auto& s : slots_) s->start();
     event_base_dispatch(base_);
-    elapsed_ = std::chrono::duration<double>(Clock::now() - began_).count();
+    if (!stopping_) stopped_at_ = Clock::now();
+    elapsed_ = std::chrono::duration<double>(stopped_at_ - began_).count();
+    for (auto& s : slots_) {
+      if (!s->idle() && stats_.errors[kTimeout]++ == 0) {
+        stats_.first_error[kTimeout] = "still in flight when the drain after the run ended";
+      }
+    }
     event_free(stop);
-    slots_.clear();
+    event_free(hard_stop_);
+    slots_.clear();  // abandons what the drain did not finish
+  }
+
+  // A slot has nothing in flight any more; once all are so after the stop, the run is over.
+  void slotIdle() {
+    if (!stopping_) return;
+    for (auto& s : slots_) {
+      if (!s->idle()) return;
+    }
+    event_base_loopbreak(base_);
   }
 
   static timeval toTimeval(Clock::duration d) {
@@ -209,7 +235,15 @@ class Worker {
   static void onStop(evutil_socket_t, short, void* arg) {
     auto* w = static_cast<Worker*>(arg);
     w->stopping_ = true;
-    event_base_loopbreak(w->base_);
+    w->stopped_at_ = Clock::now();
+    for (auto& s : w->slots_) s->stopIfIdle();
+    timeval tv = toTimeval(seconds(w->options_.timeout));
+    evtimer_add(w->hard_stop_, &tv);
+    w->slotIdle();
+  }
+
+  static void onHardStop(evutil_socket_t, short, void* arg) {
+    event_base_loopbreak(static_cast<Worker*>(arg)->base_);
   }
 
   const Options& options_;
@@ -218,9 +252,11 @@ class Worker {
   event_base* base_;
   std::vector<std::unique_ptr<Slot>> slots_;
   Stats stats_;
+  event* hard_stop_ = nullptr;
   Clock::time_point began_;
+  Clock::time_point stopped_at_;
   double elapsed_ = 0;
-  bool stopping_ = false;
+  bool stopping_ = false;  // the measured time is over: count no handshake, start nothing
 };
 
 Slot::~Slot() {
@@ -229,8 +265,14 @@ Slot::~Slot() {
   if (saved_ != nullptr) SSL_SESSION_free(saved_);
 }
 
+void Slot::stopIfIdle() {
+  if (phase_ != Phase::kBackoff) return;
+  event_del(ev_);
+  phase_ = Phase::kIdle;
+}
+
 void Slot::start() {
-  if (worker_.stopping()) return;
+  if (worker_.stopping()) return worker_.slotIdle();
   if (ev_ == nullptr) ev_ = event_new(worker_.base(), -1, 0, &Slot::onEvent, this);
   const std::vector<Address>& addresses = worker_.addresses();
   const Address& to = addresses[next_address_];
@@ -306,6 +348,9 @@ void Slot::handshake() {
 }
 
 void Slot::handshakeDone() {
+  // After the stop the connection still runs its course (a close in the middle of it would look
+  // like a failure to the server), but it is not counted.
+  if (worker_.stopping()) return afterHandshake();
   Stats& st = worker_.stats();
   auto us = std::chrono::duration_cast<std::chrono::microseconds>(Clock::now() - began_).count();
   ++st.handshakes;
@@ -320,6 +365,10 @@ void Slot::handshakeDone() {
     if (saved_ != nullptr) ++st.offered;
   }
   if (!first || !worker_.resume()) st.latency_us.push_back(static_cast<uint32_t>(us));
+  afterHandshake();
+}
+
+void Slot::afterHandshake() {
   if (!worker_.options().request) return finish();
   // The request phase gets its own budget: a slow backend is not a slow handshake.
   deadline_ = Clock::now() + seconds(worker_.options().timeout);
@@ -384,7 +433,9 @@ bool Slot::responseComplete() {
     status_checked_ = true;
     if (head.size() < 12 || head.compare(0, 7, "HTTP/1.") != 0 || head[9] != '2') {
       Stats& st = worker_.stats();
-      if (st.errors[kStatus]++ == 0) st.first_error[kStatus] = head.substr(0, head.find('\r'));
+      if (st.errors[kStatus]++ == 0) {
+        st.first_error[kStatus] = head.substr(0, head.find('\r'));
+      }
     }
   }
   std::string lower = head;
@@ -405,9 +456,11 @@ void Slot::wait(short what) {
 
 void Slot::fail(ErrorKind kind, const std::string& message) {
   Stats& st = worker_.stats();
+  // Counted even after the stop: the connection was made during the run, and a failure must
+  // never go unreported because it came late.
   if (st.errors[kind]++ == 0) st.first_error[kind] = message;
   close(/*clean=*/false);
-  if (worker_.stopping()) return;
+  if (worker_.stopping()) return worker_.slotIdle();
   phase_ = Phase::kBackoff;
   event_del(ev_);
   event_assign(ev_, worker_.base(), -1, 0, &Slot::onEvent, this);
@@ -416,7 +469,7 @@ void Slot::fail(ErrorKind kind, const std::string& message) {
 }
 
 void Slot::finish() {
-  if (worker_.options().request) ++worker_.stats().requests;
+  if (worker_.options().request && !worker_.stopping()) ++worker_.stats().requests;
   if (worker_.resume()) {
     // The newest session: TLS 1.2 keeps the one it resumed; TLS 1.3 replaces it with each ticket
     // read after the handshake (tessera and nginx issue a fresh one per resumption).
@@ -424,6 +477,11 @@ void Slot::finish() {
     if (s != nullptr && SSL_SESSION_is_resumable(s)) {
       if (saved_ != nullptr) SSL_SESSION_free(saved_);
       saved_ = s;
+      const unsigned char* ticket = nullptr;
+      size_t ticket_len = 0;
+      SSL_SESSION_get0_ticket(s, &ticket, &ticket_len);
+      Stats& st = worker_.stats();
+      st.ticket_bytes = std::max(st.ticket_bytes, ticket_len);
     } else if (s != nullptr) {
       SSL_SESSION_free(s);
     }
@@ -533,6 +591,7 @@ int main(int argc, char** argv) {
     total.offered += s.offered;
     total.resumed += s.resumed;
     total.requests += s.requests;
+    total.ticket_bytes = std::max(total.ticket_bytes, s.ticket_bytes);
     for (int k = 0; k < kErrorKinds; ++k) {
       total.errors[k] += s.errors[k];
       if (total.first_error[k].empty()) total.first_error[k] = s.first_error[k];
@@ -573,6 +632,10 @@ int main(int argc, char** argv) {
         static_cast<unsigned long long>(total.resumed),
         static_cast<unsigned long long>(total.after_first), resumed_pct,
         static_cast<unsigned long long>(total.offered));
+    std::printf("longest session ticket kept: %zu bytes%s\n", total.ticket_bytes,
+                total.ticket_bytes == 0    ? " (none: TLS 1.2 session ids)"
+                : total.ticket_bytes <= 32 ? " (an id the server looks up: stateful)"
+                                           : " (a stateless ticket)");
   }
   std::printf("errors %llu", static_cast<unsigned long long>(errors));
   for (int k = 0; k < kErrorKinds; ++k) {
@@ -584,10 +647,10 @@ int main(int argc, char** argv) {
   std::printf("\n");
   std::printf(
       "RESULT hs_per_s=%.1f p50_ms=%.3f p99_ms=%.3f max_ms=%.3f resumed_pct=%.2f "
-      "errors=%llu handshakes=%llu resumed=%llu offered=%llu\n",
+      "errors=%llu handshakes=%llu resumed=%llu offered=%llu ticket_bytes=%zu\n",
       hs_per_s, p50, p99, max, o.mode == "resume" ? resumed_pct : 0.0,
       static_cast<unsigned long long>(errors), static_cast<unsigned long long>(total.handshakes),
       static_cast<unsigned long long>(total.resumed),
-      static_cast<unsigned long long>(total.offered));
+      static_cast<unsigned long long>(total.offered), total.ticket_bytes);
   return 0;
 }

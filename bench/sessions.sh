@@ -10,6 +10,8 @@
 #   CONNECTIONS=32   connections the load tool keeps in flight (default 32)
 #   THREADS=1        load tool threads (default 1)
 #   BACKEND=demo     use tessera-demo-backend instead of a one-worker nginx answering 200
+#   ONLY="nginx h2o" run only these rows (of: memory ring ring-nol1 nginx h2o h2o-x3); the targets
+#                    need memory, ring and nginx
 #   RESULTS_FILE=f   also append the table, with its header, to f
 #
 # Needs: nginx, memcached, curl, openssl, ss, pgrep, and optionally h2o (`make bench` installs
@@ -27,13 +29,21 @@
 #   there reaches the ring with or without L1.)
 # - "nginx shared cache": nginx, 1 worker, `ssl_session_cache shared:SSL:10m;
 #   ssl_session_tickets off;`: sessions resumed from its own shared-memory cache.
-# - "h2o memcached": h2o 2.2.5, 1 thread, `ssl-session-resumption: {mode: cache, cache-store:
-#   memcached}` on one memcached (the first of the ring's three, idle by then).
+# - "h2o memcached x1": h2o 2.2.5, 1 thread, `ssl-session-resumption: {mode: cache, cache-store:
+#   memcached}` on one memcached (the first of the ring's three, idle by then). h2o keeps
+#   OpenSSL's internal session cache in front of memcached, so a single node resumes from its
+#   own memory and only writes to memcached (the memcached counters under the table show it).
+# - "h2o memcached x3": three such h2o processes on the same memcached, the load tool moving
+#   every connection to the next one as for tessera's ring: resumption has to go through
+#   memcached.
 # All servers proxy to the same backend with the same ECDSA P-256 certificate (made at run time)
 # and the same TLS 1.2 cipher list. With TLS 1.3 the load tool sends one request per connection
 # (the tickets come after the handshake) and reads the answer; with TLS 1.2 it closes right after
 # the handshake. Handshake latency is TCP connect start -> handshake done at the client; in
 # resume mode each connection slot's first (full) handshake is left out of latency and resumed %.
+# With CONNECTIONS in flight a saturated server's p99 is mostly queueing (connections / rate), so
+# tessera's memory store and ring and nginx are also measured with a single connection ("resume,
+# c=1"): the latency the ring adds to one handshake, which is what the latency target is about.
 #
 # On a small machine the load tool, the backend and the servers share the cores, and the 3-node
 # rows run 3 server threads where the others run 1. So the table also gives the servers' own CPU
@@ -52,9 +62,10 @@ readonly TLS12_CIPHERS="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA25
 ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
 ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 # Rows of the table, in order: the key used in RESULT_* and the label printed.
-readonly SERVERS=(memory ring ring-nol1 nginx h2o)
+readonly SERVERS=(memory ring ring-nol1 nginx h2o h2o-x3)
 declare -rA LABEL=([memory]="tessera memory x1" [ring]="tessera ring x3"
-  [ring-nol1]="tessera ring x3, L1 off" [nginx]="nginx shared cache" [h2o]="h2o memcached")
+  [ring-nol1]="tessera ring x3, L1 off" [nginx]="nginx shared cache" [h2o]="h2o memcached x1"
+  [h2o-x3]="h2o memcached x3")
 
 TMP=""
 PIDS=()           # every process this script started and has not stopped yet
@@ -65,6 +76,8 @@ MEMCACHED_PORTS=()
 SERVER_PIDS=()    # the processes of the server under test
 SERVER_PORTS=()   # its TLS ports (one per node)
 ADMIN_PORTS=()    # tessera's admin ports (one per node)
+MC_PIDS=()        # the memcached processes the server under test uses
+MC_PORTS=()
 
 log() { echo "sessions.sh: $*" >&2; }
 
@@ -307,15 +320,16 @@ EOF
 
 # h2o 2.2's keys (its docs, configure/base_directives "ssl-session-resumption"): mode cache uses
 # only the session-id cache, which cache-store memcached keeps in memcached (binary protocol).
+# write_h2o_conf PORT DIR: writes DIR/h2o.conf; logs and pid go to DIR too.
 write_h2o_conf() {
-  local port=$1 file=$2 user_line=""
+  local port=$1 dir=$2 user_line=""
   # h2o switches to "nobody" when started as root unless told otherwise.
   [[ "$(id -u)" == 0 ]] && user_line="user: root"
-  cat >"$file" <<EOF
+  cat >"$dir/h2o.conf" <<EOF
 $user_line
 num-threads: 1
-error-log: $TMP/h2o/error.log
-pid-file: $TMP/h2o/h2o.pid
+error-log: $dir/error.log
+pid-file: $dir/h2o.pid
 listen:
   host: 127.0.0.1
   port: $port
@@ -347,7 +361,7 @@ start_server() {
   SERVER_PIDS=()
   SERVER_PORTS=()
   ADMIN_PORTS=()
-  [[ "$name" == ring* ]] && nodes=$CLUSTER_NODES
+  [[ "$name" == ring* || "$name" == *-x3 ]] && nodes=$CLUSTER_NODES
   for i in $(seq 1 "$nodes"); do
     alloc_port port
     logfile="$TMP/$name-$i.log"
@@ -365,24 +379,24 @@ start_server() {
         start nginx "$logfile" nginx -p "$TMP/nginx" -e "$TMP/nginx/error.log" \
           -c "$TMP/nginx/nginx.conf"
         ;;
-      h2o)
-        mkdir -p "$TMP/h2o"
-        write_h2o_conf "$port" "$TMP/h2o/h2o.conf"
-        start h2o "$logfile" h2o -c "$TMP/h2o/h2o.conf"
+      h2o*)
+        mkdir -p "$TMP/$name/$i"
+        write_h2o_conf "$port" "$TMP/$name/$i"
+        start "$name node $i" "$logfile" h2o -c "$TMP/$name/$i/h2o.conf"
         ;;
     esac
     SERVER_PIDS+=("$STARTED_PID")
     SERVER_PORTS+=("$port")
     if ! wait_listening "$name" "$STARTED_PID" "$port" "$logfile"; then
-      [[ "$name" == h2o ]] && return 1
+      [[ "$name" == h2o* ]] && return 1
       die "$name did not start"
     fi
   done
   for port in "${SERVER_PORTS[@]}"; do
     if ! answers "https://127.0.0.1:$port/"; then
       log "$name on port $port does not answer 200; its output:"
-      cat "$TMP/$name"-*.log "$TMP/$name/error.log" 2>/dev/null | tail -20 | sed 's/^/    /' >&2
-      [[ "$name" == h2o ]] && return 1
+      cat "$TMP/$name"-*.log "$TMP/$name"/*/error.log 2>/dev/null | tail -20 | sed 's/^/    /' >&2
+      [[ "$name" == h2o* ]] && return 1
       die "$name does not answer 200 on https://127.0.0.1:$port/"
     fi
   done
@@ -428,7 +442,9 @@ metrics_note() {
         g("tessera_tls_handshakes_total{kind=full}"), \
         g("tessera_tls_handshakes_total{kind=resumed}"), g("tessera_tls_handshake_errors_total")
       n = split("hit_l1 hit_store miss timeout error binding_mismatch", r, " ")
-      for (i = 1; i <= n; i++) printf " %s=%d", r[i], g("tessera_tls_session_lookups_total{result=" r[i] "}")
+      for (i = 1; i <= n; i++) {
+        printf " %s=%d", r[i], g("tessera_tls_session_lookups_total{result=" r[i] "}")
+      }
       c = g("tessera_store_latency_seconds_count")
       if (c > 0) {
         printf "; store lookups mean %.3f ms, %.1f%% within 1 ms", \
@@ -440,14 +456,26 @@ metrics_note() {
     }' "$1" "$2"
 }
 
-# run_load OUTFILE TLS MODE: the load tool against every node of the server under test. It runs
-# in the background so that a signal to this script cleans up at once; `timeout` bounds it even
-# if it misbehaves.
+# memcached_counts PORT...: "sets hits misses" summed over those memcached processes, read with
+# the text protocol's "stats" (bash's /dev/tcp, bounded by timeout).
+memcached_counts() {
+  local port
+  for port in "$@"; do
+    # shellcheck disable=SC2016  # $1 is expanded by the inner bash, on purpose
+    timeout 5 bash -c 'exec 3<>"/dev/tcp/127.0.0.1/$1" && printf "stats\r\nquit\r\n" >&3 &&
+      cat <&3' _ "$port" || true
+  done | tr -d '\r' | awk '$1 == "STAT" {v[$2] += $3}
+    END {printf "%d %d %d\n", v["cmd_set"], v["get_hits"], v["get_misses"]}'
+}
+
+# run_load OUTFILE TLS MODE CONNECTIONS: the load tool against every node of the server under
+# test. It runs in the background so that a signal to this script cleans up at once; `timeout`
+# bounds it even if it misbehaves.
 run_load() {
-  local out=$1 tls=$2 mode=$3 pid args=() port
+  local out=$1 tls=$2 mode=$3 conc=$4 pid args=() port
   for port in "${SERVER_PORTS[@]}"; do args+=(--connect "127.0.0.1:$port"); done
   timeout -k 5 $((DURATION + 30)) "$BUILD_DIR/tessera-handshake-load" "${args[@]}" \
-    --tls "$tls" --mode "$mode" --concurrency "$CONNECTIONS" --threads "$THREADS" \
+    --tls "$tls" --mode "$mode" --concurrency "$conc" --threads "$THREADS" \
     --duration "$DURATION" >"$out" 2>&1 &
   pid=$!
   PIDS+=("$pid")
@@ -462,59 +490,99 @@ run_load() {
 
 # result_field FILE KEY: a value of the load tool's RESULT line.
 result_field() {
-  awk -v k="$2" '/^RESULT / {for (i = 2; i <= NF; i++) {split($i, kv, "="); if (kv[1] == k) print kv[2]}}' \
-    "$1"
+  awk -v k="$2" '/^RESULT / {
+    for (i = 2; i <= NF; i++) {split($i, kv, "="); if (kv[1] == k) print kv[2]}}' "$1"
 }
 
-# bench_server NAME: starts it, runs TLS 1.2 and 1.3, full and resume, records RESULT_* (keyed
-# "tls/name/mode"), stops it.
+# measure NAME TLS MODE: one load run against the running server; records RESULT_* under
+# "TLS/NAME/MODE" and a note line. MODE is full, resume, or probe (resume with one connection:
+# handshake latency without queueing behind other handshakes).
+measure() {
+  local name=$1 tls=$2 mode=$3 key="$2/$1/$3" out="$TMP/load-$1-$2-$3.txt" conc=$CONNECTIONS
+  local tool_mode=$3 srv0 srv1 mc0=0 mc1=0 m0 m1 s0 h0 x0 s1 h1 x1 handshakes errors ticket
+  local note=""
+  if [[ "$mode" == probe ]]; then
+    conc=1
+    tool_mode=resume
+  fi
+  log "${LABEL[$name]}, TLS $tls, $mode: ${DURATION}s"
+  if ((${#ADMIN_PORTS[@]} > 0)); then metrics_snapshot "$TMP/before.txt"; fi
+  if ((${#MC_PORTS[@]} > 0)); then
+    m0=$(memcached_counts "${MC_PORTS[@]}")
+    mc0=$(cpu_ticks "${MC_PIDS[@]}")
+  fi
+  srv0=$(cpu_ticks "${SERVER_PIDS[@]}")
+  run_load "$out" "$tls" "$tool_mode" "$conc"
+  srv1=$(cpu_ticks "${SERVER_PIDS[@]}")
+  RESULT_HS["$key"]=$(result_field "$out" hs_per_s)
+  RESULT_P50["$key"]=$(result_field "$out" p50_ms)
+  RESULT_P99["$key"]=$(result_field "$out" p99_ms)
+  RESULT_RESUMED["$key"]=$(result_field "$out" resumed_pct)
+  handshakes=$(result_field "$out" handshakes)
+  errors=$(result_field "$out" errors)
+  [[ "$errors" == 0 ]] || note+="; load tool: $(grep '^errors ' "$out")"
+  if [[ "$tls" == 1.3 && "$mode" == resume ]]; then
+    # What the server hands out with its cache: a session id as ticket (stateful) or a ticket.
+    ticket=$(result_field "$out" ticket_bytes)
+    note+="; tickets of $ticket bytes ($( ((ticket <= 32)) && echo "ids: stateful" ||
+      echo stateless))"
+  fi
+  # memcached's own counters show whether the server really kept its sessions there, and its CPU
+  # is part of the cost of a shared cache.
+  if ((${#MC_PORTS[@]} > 0)); then
+    mc1=$(cpu_ticks "${MC_PIDS[@]}")
+    m1=$(memcached_counts "${MC_PORTS[@]}")
+    read -r s0 h0 x0 <<<"$m0"
+    read -r s1 h1 x1 <<<"$m1"
+    note+="; memcached sets=$((s1 - s0)) get hits=$((h1 - h0)) misses=$((x1 - x0))"
+    note+=", CPU µs/hs server $(per_handshake $((srv1 - srv0)) "$handshakes")"
+    note+=" + memcached $(per_handshake $((mc1 - mc0)) "$handshakes")"
+  fi
+  RESULT_CPU["$key"]=$(per_handshake $((srv1 - srv0 + mc1 - mc0)) "$handshakes")
+  if ((${#ADMIN_PORTS[@]} > 0)); then
+    metrics_snapshot "$TMP/after.txt"
+    note+="; tessera (all nodes): $(metrics_note "$TMP/before.txt" "$TMP/after.txt")"
+  fi
+  [[ -z "$note" ]] || NOTES+=("- ${LABEL[$name]}, TLS $tls, $mode: ${note#; }")
+}
+
+# per_handshake TICKS HANDSHAKES: microseconds of CPU per handshake ("" if none completed).
+per_handshake() {
+  awk -v t="$1" -v hz="$CLK_TCK" -v n="$2" 'BEGIN {if (n > 0) printf "%.0f", t * 1e6 / hz / n}'
+}
+
+# bench_server NAME: starts it, measures TLS 1.2 and 1.3 (full, resume, and for the rows the
+# latency target compares, the one-connection probe), stops it.
 bench_server() {
-  local name=$1 tls mode out key modes cpu0 cpu1 handshakes errors first pids note
-  if [[ "$name" == h2o ]] && ! command -v h2o >/dev/null; then
-    NOTES+=("- h2o: not installed (apt-get install h2o, or make bench): rows skipped.")
+  local name=$1 tls mode modes first note
+  if [[ "$name" == h2o* ]] && ! command -v h2o >/dev/null; then
+    NOTES+=("- ${LABEL[$name]}: h2o is not installed (make bench installs it): rows skipped.")
     return 0
   fi
   if ! start_server "$name"; then
-    first=$(grep -v '^$' "$TMP/h2o/error.log" "$TMP/h2o"-*.log 2>/dev/null | tail -3 |
-      sed 's/^[^:]*://' | paste -sd '|' - || true)
-    NOTES+=("- h2o: could not be made to work (did not start or answer 200; log: ${first:-empty}): rows skipped.")
+    first=$(grep -hv '^$' "$TMP/$name"/*/error.log "$TMP/$name"-*.log 2>/dev/null | tail -3 |
+      paste -sd '|' - || true)
+    note="did not start or did not answer 200 (log: ${first:-empty})"
+    NOTES+=("- ${LABEL[$name]}: could not be made to work: $note; rows skipped.")
     stop_server
     return 0
   fi
-  pids=("${SERVER_PIDS[@]}")
-  # Rows that keep sessions in memcached pay for its CPU too.
-  [[ "$name" == ring* ]] && pids+=("${MEMCACHED_PIDS[@]}")
-  [[ "$name" == h2o ]] && pids+=("${MEMCACHED_PIDS[0]}")
-  modes=(full resume)
-  # The L1-off variant differs from "ring" only in how it resumes.
-  [[ "$name" == ring-nol1 ]] && modes=(resume)
+  MC_PIDS=()
+  MC_PORTS=()
+  if [[ "$name" == ring* ]]; then
+    MC_PIDS=("${MEMCACHED_PIDS[@]}")
+    MC_PORTS=("${MEMCACHED_PORTS[@]}")
+  elif [[ "$name" == h2o* ]]; then
+    MC_PIDS=("${MEMCACHED_PIDS[0]}")
+    MC_PORTS=("${MEMCACHED_PORTS[0]}")
+  fi
+  case "$name" in
+    memory | ring | nginx) modes=(full resume probe) ;;
+    ring-nol1) modes=(resume probe) ;;  # differs from "ring" only in how it resumes
+    *) modes=(full resume) ;;
+  esac
   for tls in 1.2 1.3; do
-    for mode in "${modes[@]}"; do
-      key="$tls/$name/$mode"
-      out="$TMP/load-$name-$tls-$mode.txt"
-      log "${LABEL[$name]}, TLS $tls, $mode: ${DURATION}s"
-      if ((${#ADMIN_PORTS[@]} > 0)); then metrics_snapshot "$TMP/before.txt"; fi
-      cpu0=$(cpu_ticks "${pids[@]}")
-      run_load "$out" "$tls" "$mode"
-      cpu1=$(cpu_ticks "${pids[@]}")
-      RESULT_HS["$key"]=$(result_field "$out" hs_per_s)
-      RESULT_P50["$key"]=$(result_field "$out" p50_ms)
-      RESULT_P99["$key"]=$(result_field "$out" p99_ms)
-      RESULT_RESUMED["$key"]=$(result_field "$out" resumed_pct)
-      handshakes=$(result_field "$out" handshakes)
-      errors=$(result_field "$out" errors)
-      # Microseconds of server CPU per completed handshake ("" if none completed).
-      RESULT_CPU["$key"]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" -v n="$handshakes" \
-        'BEGIN {if (n > 0) printf "%.0f", t * 1e6 / hz / n}')
-      if [[ "$errors" != 0 ]]; then
-        NOTES+=("- ${LABEL[$name]}, TLS $tls, $mode: load tool: $(grep '^errors ' "$out")")
-      fi
-      if ((${#ADMIN_PORTS[@]} > 0)); then
-        metrics_snapshot "$TMP/after.txt"
-        note=$(metrics_note "$TMP/before.txt" "$TMP/after.txt")
-        NOTES+=("- ${LABEL[$name]}, TLS $tls, $mode: tessera metrics (all nodes): $note")
-      fi
-    done
+    for mode in "${modes[@]}"; do measure "$name" "$tls" "$mode"; done
   done
   stop_server
 }
@@ -529,7 +597,14 @@ versions() {
   echo "$tessera_v, $nginx_v, $h2o_v, $memcached_v, $openssl_v"
 }
 
-# target_line TLS SERVER: pass/fail of the three targets for one ring row.
+# latency_verdict RING_P99 MEMORY_P99: the added-latency target's verdict.
+latency_verdict() {
+  awk -v a="$1" -v b="$2" 'BEGIN {
+    if (a == "" || b == "") {print "not measured"; exit}
+    d = a - b; printf "%+.3f ms (%.3f - %.3f) -> %s", d, a, b, (d < 1 ? "PASS" : "FAIL")}'
+}
+
+# target_lines TLS SERVER: pass/fail of the three targets for one ring row.
 target_lines() {
   local tls=$1 s=$2 label=${LABEL[$2]} hs nginx_hs res p99 mem_p99 verdict
   hs=${RESULT_HS["$tls/$s/resume"]:-}
@@ -539,18 +614,21 @@ target_lines() {
   p99=${RESULT_P99["$tls/$s/resume"]}
   mem_p99=${RESULT_P99["$tls/memory/resume"]:-}
   verdict=$(awk -v a="$hs" -v b="$nginx_hs" 'BEGIN {
-    if (b > 0) printf "%.2fx -> %s", a / b, (a >= b ? "PASS" : "FAIL"); else print "no nginx result"}')
+    if (b > 0) printf "%.2fx -> %s", a / b, (a >= b ? "PASS" : "FAIL")
+    else print "no nginx result"}')
   echo "- TLS $tls, $label: resumed handshakes/s >= 1.0x nginx's shared cache: $verdict"
   verdict=$(awk -v r="$res" 'BEGIN {printf "%.2f%% -> %s", r, (r >= 99 ? "PASS" : "FAIL")}')
   echo "- TLS $tls, $label: cross-node resumption >= 99%: $verdict"
-  verdict=$(awk -v a="$p99" -v b="$mem_p99" 'BEGIN {
-    if (b == "") {print "no memory-store result"; exit}
-    d = a - b; printf "%+.3f ms (%.3f - %.3f) -> %s", d, a, b, (d < 1 ? "PASS" : "FAIL")}')
-  echo "- TLS $tls, $label: added p99 handshake latency (ring p99 - memory store p99) < 1 ms: $verdict"
+  verdict=$(latency_verdict "$p99" "$mem_p99")
+  echo "- TLS $tls, $label: added p99 handshake latency (ring - memory store) < 1 ms,"\
+    "at -c$CONNECTIONS: $verdict"
+  verdict=$(latency_verdict "${RESULT_P99["$tls/$s/probe"]:-}" \
+    "${RESULT_P99["$tls/memory/probe"]:-}")
+  echo "- TLS $tls, $label: the same with one connection (no queueing): $verdict"
 }
 
 report() {
-  local header table tls s mode key hs base ratio targets=""
+  local header table tls s mode key hs base ratio lines targets=""
   header="### Session benchmark, $(date -u), nproc=$(nproc)"$'\n\n'
   header+="$(versions)."$'\n'
   header+="tessera-handshake-load -c$CONNECTIONS -t$THREADS -d${DURATION}s per row (TLS 1.3: one"
@@ -560,27 +638,35 @@ report() {
   header+=" every resumption cross-node. Latency is TCP connect start to handshake done; in resume"
   header+=" mode it and resumed % leave out each connection's first (full) handshake. CPU µs/hs is"
   header+=" the servers' own CPU time (plus memcached's for the rows that use it) per handshake."
+  header+=" \"resume, c=1\" rows use a single connection: handshake latency without queueing"
+  header+=" behind other handshakes, which at -c$CONNECTIONS is most of p99 once a server is"
+  header+=" saturated."
   header+=" Load average at start: $LOAD_AT_START."
   table="| tls | server | mode | handshakes/s | p50 ms | p99 ms | resumed % |"
   table+=" ratio to nginx (handshakes/s) | server CPU µs/hs |"$'\n'
   table+="|---|---|---|---|---|---|---|---|---|"
   for tls in 1.2 1.3; do
-    for mode in resume full; do
+    for mode in resume probe full; do
       base=${RESULT_HS["$tls/nginx/$mode"]:-0}
       for s in "${SERVERS[@]}"; do
         key="$tls/$s/$mode"
         hs=${RESULT_HS["$key"]:-}
         [[ -n "$hs" ]] || continue
-        ratio=$(awk -v a="$hs" -v b="$base" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}')
-        local resumed=${RESULT_RESUMED["$key"]}
+        ratio=$(awk -v a="$hs" -v b="$base" \
+          'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}')
+        local resumed=${RESULT_RESUMED["$key"]} mode_label=$mode
         [[ "$mode" == full ]] && resumed="-"
-        table+=$'\n'"| $tls | ${LABEL[$s]} | $mode | $hs | ${RESULT_P50["$key"]} |"
+        [[ "$mode" == probe ]] && mode_label="resume, c=1"
+        table+=$'\n'"| $tls | ${LABEL[$s]} | $mode_label | $hs | ${RESULT_P50["$key"]} |"
         table+=" ${RESULT_P99["$key"]} | $resumed | $ratio | ${RESULT_CPU["$key"]:-n/a} |"
       done
     done
   done
   for tls in 1.2 1.3; do
-    for s in ring ring-nol1; do targets+="$(target_lines "$tls" "$s")"$'\n'; done
+    for s in ring ring-nol1; do
+      lines=$(target_lines "$tls" "$s")
+      [[ -z "$lines" ]] || targets+="$lines"$'\n'
+    done
   done
   local text="$header"$'\n\n'"$table"$'\n\n'"Targets:"$'\n'"$targets"
   if ((${#NOTES[@]} > 0)); then
@@ -625,7 +711,9 @@ main() {
   start_memcached
 
   local name
-  for name in "${SERVERS[@]}"; do bench_server "$name"; done
+  for name in "${SERVERS[@]}"; do
+    [[ -z "${ONLY:-}" || " $ONLY " == *" $name "* ]] && bench_server "$name"
+  done
   report
 }
 

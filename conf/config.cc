@@ -288,6 +288,7 @@ class Loader {
 
   // Sections.
   void upstreams(const Item& item, Config& config);
+  void plugins(const Item& item, Config& config);
   Upstream upstream(const std::string& name, const Item& item);
   void listeners(const Item& item, Config& config);
   Listener listener(const Item& item, size_t index, Config& config);
@@ -681,13 +682,14 @@ std::optional<std::vector<DeviceAttribute>> Loader::deviceAttributes(const Item&
 Config Loader::load(const YAML::Node& root) {
   Config config;
   config.file = file_;
-  std::optional<Fields> top =
-      fields(Item{root, "", markOf(root)}, {"workers", "listeners", "upstreams", "limits", "admin",
-                                            "log", "cluster", "session_cache", "device_binding"});
+  std::optional<Fields> top = fields(Item{root, "", markOf(root)},
+                                     {"workers", "listeners", "upstreams", "limits", "admin", "log",
+                                      "cluster", "session_cache", "device_binding", "plugins"});
   if (!top) return config;
   readOptional(*top, "workers", config.workers, &Loader::workers);
-  // Upstreams first: routes refer to them.
+  // Upstreams and plugins first: routes refer to them.
   if (const Item* item = need(*top, "upstreams")) upstreams(*item, config);
+  if (const Item* item = top->find("plugins")) plugins(*item, config);
   if (const Item* item = need(*top, "listeners")) listeners(*item, config);
   if (const Item* item = top->find("limits")) limits(*item, config.limits);
   if (const Item* item = top->find("admin")) {
@@ -703,6 +705,33 @@ Config Loader::load(const YAML::Node& root) {
   }
   checkAdminAddress(config);
   return config;
+}
+
+void Loader::plugins(const Item& item, Config& config) {
+  if (!item.node.IsMap()) {
+    fail(item, "expected a map of plugin instances");
+    return;
+  }
+  for (const auto& pair : item.node) {
+    const YAML::Node& key = pair.first;
+    if (!key.IsScalar() || key.Scalar().empty()) {
+      fail(markOf(key), item.path, "expected a plugin name");
+      continue;
+    }
+    std::string path = joinPath(item.path, key.Scalar());
+    Item entry{pair.second, path, markOf(pair.second)};
+    if (!pair.second.IsMap()) {
+      fail(entry, "expected a map with a type");
+      continue;
+    }
+    const YAML::Node type = pair.second["type"];
+    if (!type || !type.IsScalar() || type.Scalar().empty()) {
+      fail(entry.mark, joinPath(path, "type"), "required");
+      continue;
+    }
+    config.plugins[key.Scalar()] =
+        PluginInstance{key.Scalar(), type.Scalar(), pair.second, entry.mark, path};
+  }
 }
 
 void Loader::upstreams(const Item& item, Config& config) {
@@ -822,11 +851,19 @@ std::vector<Route> Loader::routes(const Fields& fields, const Config& config) {
 }
 
 std::optional<Route> Loader::route(const Item& item, const Config& config) {
-  std::optional<Fields> f = fields(item, {"host", "path_prefix", "upstream"});
+  std::optional<Fields> f = fields(item, {"host", "path_prefix", "upstream", "plugins"});
   if (!f) return std::nullopt;
   Route result;
   readOptional(*f, "host", result.host, &Loader::routeHost);
   readOptional(*f, "path_prefix", result.path_prefix, &Loader::pathPrefix);
+  if (const Item* list = f->find("plugins"); list && isList(*list, false)) {
+    for (const Item& element : elements(*list)) {
+      std::optional<std::string> name = nonEmpty(element);
+      if (!name) continue;
+      if (!config.plugins.count(*name)) fail(element, "unknown plugin \"" + *name + "\"");
+      result.plugins.push_back(std::move(*name));
+    }
+  }
   const Item* upstream = need(*f, "upstream");
   if (std::optional<std::string> name = upstream ? nonEmpty(*upstream) : std::nullopt) {
     // Without any upstreams every name would be reported; "upstreams: required" says it all.

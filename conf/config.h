@@ -13,6 +13,8 @@
 //   keeps the Mark of every value the proxy may still reject (certificate files, listen
 //   addresses), so the proxy can report those errors in the same FILE:LINE:COL form.
 
+#include <yaml-cpp/node/node.h>
+
 #include <chrono>
 #include <cstdint>
 #include <map>
@@ -80,9 +82,20 @@ struct Tls {
 };
 
 struct Route {
-  std::string host = "*";         // "*" (any), "shop.example" (exact), "*.example" (suffix)
-  std::string path_prefix = "/";  // must start with '/'
-  std::string upstream;           // a key of Config::upstreams
+  std::string host = "*";            // "*" (any), "shop.example" (exact), "*.example" (suffix)
+  std::string path_prefix = "/";     // must start with '/'
+  std::string upstream;              // a key of Config::upstreams
+  std::vector<std::string> plugins;  // keys of Config::plugins, run in this order
+};
+
+// A named plugin instance under `plugins:`. This layer checks only `type`; the plugin's own
+// factory parses the rest of `node` (proxy side), reporting errors with `mark`/`key_path`.
+struct PluginInstance {
+  std::string name;
+  std::string type;
+  YAML::Node node;  // the whole map, `type` included
+  Mark mark;
+  std::string key_path;  // "plugins.<name>"
 };
 
 struct Listener {
@@ -183,6 +196,7 @@ struct Config {
   Cluster cluster;
   SessionCache session_cache;
   DeviceBinding device_binding;
+  std::map<std::string, PluginInstance> plugins;
 
   int effectiveWorkers() const;  // resolves auto
 };

@@ -45,6 +45,10 @@ AuditLog::~AuditLog() {
 }
 
 void AuditLog::record(std::string_view event, std::initializer_list<Field> fields) const {
+  recordAll(event, std::vector<Field>(fields));
+}
+
+void AuditLog::recordAll(std::string_view event, const std::vector<Field>& fields) const {
   if (fd_ < 0) return;
   nlohmann::json line;
   line["time"] = nowIso();

@@ -10,6 +10,7 @@
 #include <string>
 #include <string_view>
 #include <utility>
+#include <vector>
 
 namespace tessera::proxy {
 
@@ -25,6 +26,7 @@ class AuditLog {
 
   // {"time":"...","event":"<event>", "<key>":"<value>", ...}
   void record(std::string_view event, std::initializer_list<Field> fields) const;
+  void recordAll(std::string_view event, const std::vector<Field>& fields) const;
 
  private:
   int fd_ = -1;

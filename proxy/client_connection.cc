@@ -1,5 +1,6 @@
 #include "proxy/client_connection.h"
 
+#include <fmt/format.h>
 #include <openssl/err.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
@@ -388,6 +389,10 @@ void ClientConnection::processInput() {
     armTimer(limits_.idle_timeout);  // a client that stops mid-body
   else
     event_del(timer_ev_);
+  if (head_held_) {
+    if (!chain_) startRequestChain();
+    return;  // the plugins have the request
+  }
   // Nothing goes upstream before this point: a request that turned out bad in this batch of
   // bytes has been answered above and never reaches the backend.
   if (!upstream_) {
@@ -408,6 +413,21 @@ int ClientConnection::onHeadComplete() {
   head_request_ = request_.methodCode() == HTTP_HEAD;
   close_after_ = close_after_ || !h.keep_alive || worker_.draining();
   request_chunked_ = h.chunked;
+  if (!route_->plugins.empty()) {
+    // The head goes upstream once the plugins agree (they may change it); body bytes parsed
+    // meanwhile queue behind it in upstream_out_, and no more are read until then.
+    head_held_ = true;
+    wantClientRead(false);
+    return 0;
+  }
+  beginUpstreamRequest();
+  return 0;
+}
+
+// Puts the (final) request head in front of whatever body bytes are already queued, and answers
+// Expect: 100-continue.
+void ClientConnection::beginUpstreamRequest() {
+  MessageHead& h = request_.head();
   ForwardInfo fwd;
   fwd.client_ip = peer_ip_;
   fwd.proto = listener_.tls ? "https" : "http";
@@ -416,15 +436,60 @@ int ClientConnection::onHeadComplete() {
   fwd.content_length = h.content_length;
   upstream_head_.clear();
   writeUpstreamRequestHead(h, fwd, upstream_head_);
-  evbuffer_add(upstream_out_, upstream_head_.data(), upstream_head_.size());
+  evbuffer_prepend(upstream_out_, upstream_head_.data(), upstream_head_.size());
   bool has_body = h.chunked || h.content_length.value_or(0) > 0;
-  if (expect_continue_ && has_body && h.http_minor >= 1) {
+  if (expect_continue_ && has_body && h.http_minor >= 1 && !request_done_) {
     // Answered here rather than relayed: tessera reads the body either way.
     static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
     evbuffer_add(out_, k100.data(), k100.size());
     flushClient();
   }
-  return 0;
+}
+
+void ClientConnection::startRequestChain() {
+  spent_chains_.clear();  // no plugin code of an earlier request is on the stack here
+  PluginChain::Client client;
+  client.peer = &peer_;
+  client.ip = peer_ip_;
+  client.ja4 = glue_ ? std::string_view(glue_->ja4()) : std::string_view();
+  client.listener = listener_.conf->name;
+  chain_ =
+      std::make_unique<PluginChain>(static_cast<PluginChain::Owner&>(*this), *route_, *snapshot_,
+                                    worker_.sessionCache().store(), worker_.counters(), client);
+  const MessageHead& h = request_.head();
+  RequestTarget target = requestTarget(h.url, h.headers.find("host"));
+  PluginChain::State state = chain_->runRequest(request_.head(), target.host);
+  if (state == PluginChain::State::kDone) chainResumed();
+  if (state == PluginChain::State::kReplied) chainReplied(chain_->takeReply());
+  // kWaiting: a plugin calls back through chainResumed() or chainReplied().
+}
+
+void ClientConnection::chainResumed() {
+  if (phase_ != Phase::kExchange || !head_held_) return;
+  head_held_ = false;
+  beginUpstreamRequest();
+  if (!client_eof_) wantClientRead(true);
+  processInput();  // parses what is buffered, then sends the request upstream
+}
+
+void ClientConnection::chainReplied(LocalReply reply) {
+  if (phase_ != Phase::kExchange) return;
+  head_held_ = false;
+  evbuffer_drain(upstream_out_, evbuffer_get_length(upstream_out_));
+  std::string extra;
+  for (const plugins::HeaderField& f : reply.headers) {
+    if (isHopByHop(f.name) || equalsIgnoreCase(f.name, "content-length")) continue;
+    extra += f.name + ": " + f.value + "\r\n";
+  }
+  // A body the client may still be sending was never read: only a whole request keeps the
+  // connection.
+  sendLocalReply(reply.status, reply.body, !request_done_, extra);
+}
+
+void ClientConnection::endChain() {
+  if (!chain_) return;
+  chain_->finish();
+  spent_chains_.push_back(std::move(chain_));
 }
 
 // Checks a complete request head. Returns the status that refuses it, or 0.
@@ -489,16 +554,18 @@ void ClientConnection::rejectRequest(int status, const char* why) {
   sendLocalReply(status, std::string(reasonPhrase(status)) + "\n", !keep);
 }
 
-void ClientConnection::sendLocalReply(int status, std::string_view body, bool close_after) {
+void ClientConnection::sendLocalReply(int status, std::string_view body, bool close_after,
+                                      std::string_view extra_headers) {
   close_after = close_after || close_after_;
-  char head[256];
-  int n =
-      snprintf(head, sizeof(head),
-               "HTTP/1.1 %d %.*s\r\nContent-Type: text/plain\r\nContent-Length: %zu\r\n%s\r\n",
-               status, static_cast<int>(reasonPhrase(status).size()), reasonPhrase(status).data(),
-               body.size(), close_after ? "Connection: close\r\n" : "");
-  evbuffer_add(out_, head, static_cast<size_t>(n));
-  bytes_out_ += static_cast<uint64_t>(n);
+  std::string head = fmt::format("HTTP/1.1 {} {}\r\n", status, reasonPhrase(status));
+  if (extra_headers.find("Content-Type:") == std::string_view::npos) {
+    head += "Content-Type: text/plain\r\n";
+  }
+  head += extra_headers;
+  head += fmt::format("Content-Length: {}\r\n{}\r\n", body.size(),
+                      close_after ? "Connection: close\r\n" : "");
+  evbuffer_add(out_, head.data(), head.size());
+  bytes_out_ += head.size();
   if (!head_request_) {
     evbuffer_add(out_, body.data(), body.size());
     bytes_out_ += body.size();
@@ -518,6 +585,8 @@ void ClientConnection::finishRequest(int status, bool close_after) {
 }
 
 void ClientConnection::nextRequest() {
+  endChain();
+  head_held_ = false;
   request_.resume();
   route_ = nullptr;
   request_done_ = false;
@@ -576,6 +645,7 @@ void ClientConnection::close() {
   if (phase_ == Phase::kClosed) return;
   if (phase_ == Phase::kExchange) logRequest(0);  // aborted mid-exchange
   phase_ = Phase::kClosed;
+  endChain();
   if (ssl_ && !lingering_ && SSL_is_init_finished(ssl_.get())) {
     SSL_set_quiet_shutdown(ssl_.get(), 0);
     SSL_shutdown(ssl_.get());  // best effort close_notify; never waits

@@ -20,9 +20,11 @@
 #include <chrono>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "proxy/http_message.h"
+#include "proxy/plugin_chain.h"
 #include "proxy/snapshot.h"
 #include "proxy/tls_context.h"
 #include "proxy/tls_session_glue.h"
@@ -35,7 +37,9 @@ class Worker;
 // Bytes queued towards one side before tessera stops reading from the other.
 inline constexpr size_t kHighWater = 1 << 20;
 
-class ClientConnection : private HttpParser::Sink, private UpstreamConn::Handler {
+class ClientConnection : private HttpParser::Sink,
+                         private UpstreamConn::Handler,
+                         private PluginChain::Owner {
  public:
   ClientConnection(Worker& worker, std::shared_ptr<const Snapshot> snapshot, size_t listener,
                    int fd, const sockaddr_storage& peer);
@@ -78,7 +82,15 @@ class ClientConnection : private HttpParser::Sink, private UpstreamConn::Handler
   int onMessageComplete() override;
   int rejectHead();
   void rejectRequest(int status, const char* why);
-  void sendLocalReply(int status, std::string_view body, bool close_after);
+  void sendLocalReply(int status, std::string_view body, bool close_after,
+                      std::string_view extra_headers = {});
+  void beginUpstreamRequest();
+
+  // The route's plugins (plugin_chain.h).
+  void startRequestChain();
+  void chainResumed() override;
+  void chainReplied(LocalReply reply) override;
+  void endChain();
   void finishRequest(int status, bool close_after);
   void nextRequest();
   void logRequest(int status);
@@ -137,6 +149,11 @@ class ClientConnection : private HttpParser::Sink, private UpstreamConn::Handler
   uint64_t body_bytes_ = 0;
   uint64_t bytes_in_ = 0;
   uint64_t bytes_out_ = 0;
+
+  std::unique_ptr<PluginChain> chain_;                      // the current request's plugins
+  std::vector<std::unique_ptr<PluginChain>> spent_chains_;  // finished; freed when safe
+  bool head_held_ = false;  // the plugins have not agreed yet: nothing goes upstream
+  std::optional<LocalReply> plugin_reply_;  // a response hook's answer, replacing the upstream's
 
   // The exchange with the upstream.
   std::unique_ptr<UpstreamConn> upstream_;

@@ -20,6 +20,11 @@ void observe(const std::array<double, N>& bounds, Counter* buckets, Counter& sum
 
 }  // namespace
 
+void WorkerMetrics::countPluginEvent(std::string_view plugin, std::string_view event) {
+  std::lock_guard<std::mutex> lock(plugin_mu);
+  ++plugin_events[{std::string(plugin), std::string(event)}];
+}
+
 void WorkerMetrics::observeRequest(int status, uint64_t duration_us) {
   int cls = (status >= 100 && status < 600) ? status / 100 : 0;
   bump(requests_by_class[cls]);
@@ -111,6 +116,19 @@ void sessionCache(std::string& out, const std::vector<const WorkerMetrics*>& ws)
                      sum(ws, &WorkerMetrics::store_latency_count));
 }
 
+void pluginEvents(std::string& out, const std::vector<const WorkerMetrics*>& ws) {
+  family(out, "tessera_plugin_events_total", "counter", "Plugin events, by plugin instance.");
+  std::map<std::pair<std::string, std::string>, uint64_t> total;
+  for (const WorkerMetrics* w : ws) {
+    std::lock_guard<std::mutex> lock(const_cast<WorkerMetrics*>(w)->plugin_mu);
+    for (const auto& [key, n] : w->plugin_events) total[key] += n;
+  }
+  for (const auto& [key, n] : total) {
+    out += fmt::format("tessera_plugin_events_total{{plugin=\"{}\",event=\"{}\"}} {}\n", key.first,
+                       key.second, n);
+  }
+}
+
 void storeNodes(std::string& out, const std::vector<std::pair<std::string, bool>>& nodes) {
   family(out, "tessera_store_node_up", "gauge", "1 if a session-store node is up, else 0.");
   for (const auto& [name, up] : nodes) {
@@ -157,6 +175,7 @@ std::string renderPrometheus(const std::vector<const WorkerMetrics*>& ws,
          "New TLS sessions the store did not accept (timeout or error).",
          &W::session_store_write_errors);
   storeNodes(out, store_nodes);
+  pluginEvents(out, ws);
   return out;
 }
 

@@ -9,7 +9,10 @@
 #include <array>
 #include <atomic>
 #include <cstdint>
+#include <map>
+#include <mutex>
 #include <string>
+#include <string_view>
 #include <utility>
 #include <vector>
 
@@ -60,6 +63,12 @@ struct alignas(64) WorkerMetrics {
   Counter store_latency_buckets[kStoreLatencyBuckets.size() + 1] = {};
   Counter store_latency_sum_us{0};
   Counter store_latency_count{0};
+
+  // Plugin events (tessera_plugin_events_total{plugin, event}). A map, so under a mutex that only
+  // this worker and the admin thread take.
+  std::mutex plugin_mu;
+  std::map<std::pair<std::string, std::string>, uint64_t> plugin_events;
+  void countPluginEvent(std::string_view plugin, std::string_view event);
 
   void observeRequest(int status, uint64_t duration_us);
   void observeStoreLatency(uint64_t us);

@@ -21,6 +21,34 @@ bool hostMatches(std::string_view pattern, std::string_view host) {
   return pattern == host;
 }
 
+// Each plugin instance's factory parses its own YAML node; its errors come back in the same
+// FILE:LINE:COL: plugins.NAME.key form as the rest of the config.
+void buildPlugins(const conf::Config& c, std::map<std::string, PluginTarget>& out,
+                  std::vector<conf::Error>& errors) {
+  static const plugins::Registry registry = [] {
+    plugins::Registry r;
+    plugins::registerBuiltinPlugins(r);
+    return r;
+  }();
+  for (const auto& [name, instance] : c.plugins) {
+    const plugins::FactoryMaker* maker = registry.find(instance.type);
+    if (maker == nullptr) {
+      std::string known;
+      for (const std::string& t : registry.types()) known += (known.empty() ? "" : ", ") + t;
+      errors.push_back(
+          conf::Error{c.file, instance.mark, instance.key_path + ".type",
+                      "unknown plugin type \"" + instance.type + "\" (known: " + known + ")"});
+      continue;
+    }
+    try {
+      out[name] = PluginTarget{name, (*maker)(name, instance.node)};
+    } catch (const plugins::PluginConfigError& e) {
+      std::string path = instance.key_path + (e.key_path.empty() ? "" : "." + e.key_path);
+      errors.push_back(conf::Error{c.file, conf::Mark{e.line, e.column}, path, e.what()});
+    }
+  }
+}
+
 std::shared_ptr<const cache::Sealer> buildSealer(const conf::Config& c,
                                                  std::vector<conf::Error>& errors) {
   const auto& keys = c.session_cache.seal_keys;
@@ -58,6 +86,7 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const conf::Conf
       t.servers.push_back(a);
     }
   }
+  buildPlugins(*config, snap->plugins_, errors);
   for (const conf::Listener& l : config->listeners) {
     ListenerTarget& t = snap->listeners_.emplace_back();
     t.conf = &l;
@@ -70,7 +99,14 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const conf::Conf
     }
     for (const conf::Route& r : l.routes) {
       auto it = snap->upstreams_.find(r.upstream);
-      t.routes.push_back({&r, it == snap->upstreams_.end() ? nullptr : &it->second});
+      RouteTarget& route = t.routes.emplace_back();
+      route.conf = &r;
+      route.upstream = it == snap->upstreams_.end() ? nullptr : &it->second;
+      for (const std::string& name : r.plugins) {
+        if (auto p = snap->plugins_.find(name); p != snap->plugins_.end()) {
+          route.plugins.push_back(&p->second);
+        }
+      }
     }
   }
   try {

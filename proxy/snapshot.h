@@ -16,6 +16,7 @@
 
 #include "cache/sealer.h"
 #include "conf/config.h"
+#include "plugins/plugin.h"
 #include "proxy/access_log.h"
 #include "proxy/audit_log.h"
 #include "proxy/socket_util.h"
@@ -28,9 +29,15 @@ struct UpstreamTarget {
   std::vector<SocketAddress> servers;
 };
 
+struct PluginTarget {
+  std::string name;  // the instance name under `plugins:`
+  std::shared_ptr<const plugins::Factory> factory;
+};
+
 struct RouteTarget {
   const conf::Route* conf = nullptr;
   const UpstreamTarget* upstream = nullptr;
+  std::vector<const PluginTarget*> plugins;  // in the route's order
 };
 
 struct ListenerTarget {
@@ -57,6 +64,7 @@ class Snapshot {
  private:
   std::shared_ptr<const conf::Config> config_;
   std::map<std::string, UpstreamTarget> upstreams_;
+  std::map<std::string, PluginTarget> plugins_;
   std::vector<ListenerTarget> listeners_;
   std::shared_ptr<const AccessLogSink> access_log_;
   std::shared_ptr<const AuditLog> audit_log_;

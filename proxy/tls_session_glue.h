@@ -79,6 +79,8 @@ class TlsSessionGlue {
   TlsSessionGlue& operator=(const TlsSessionGlue&) = delete;
 
   void attach(SSL* ssl);
+  // The JA4 fingerprint of the client's ClientHello ("" before the hello or if unreadable).
+  const std::string& ja4() const { return ja4_; }
 
   // Installs the callbacks and cache mode on a server context. `id_context` must be the same on
   // every node of a cluster for a listener (cluster name + listener name).
@@ -111,6 +113,7 @@ class TlsSessionGlue {
   cache::OpId op_ = 0;
   std::string key_;          // cache key of the session being looked up
   std::string fingerprint_;  // this client's device fingerprint
+  std::string ja4_;
   SSL_SESSION* parked_ = nullptr;
 };
 

@@ -129,6 +129,13 @@ void ClientConnection::readUpstream() {
       endExchange(r.consumed == static_cast<size_t>(n));
       return;
     }
+    if (r.error != HPE_OK && plugin_reply_) {
+      upstream_.reset();  // its response was replaced: the rest of it is never read
+      LocalReply reply = std::move(*plugin_reply_);
+      plugin_reply_.reset();
+      chainReplied(std::move(reply));
+      return;
+    }
     if (r.error != HPE_OK) {
       spdlog::warn("upstream {}: bad response from {}: {}", route_->upstream->conf->name,
                    upstream_name_, response_->errorReason());
@@ -218,6 +225,13 @@ int ClientConnection::onResponseHead() {
     // client could not take them. 101 never comes, since Upgrade is not forwarded.
     skipping_interim_ = true;
     return h.status == 101 ? -1 : 0;
+  }
+  if (chain_) {
+    PluginChain::State s = chain_->runResponse(response_->head());
+    if (s == PluginChain::State::kReplied) {
+      plugin_reply_ = chain_->takeReply();
+      return -1;  // readUpstream() drops the upstream's answer and sends this one
+    }
   }
   response_started_ = true;
   ResponseFraming f;

@@ -1,6 +1,7 @@
 #include "conf/config.h"
 
 #include <gtest/gtest.h>
+#include <yaml-cpp/yaml.h>
 
 #include <string>
 #include <vector>
@@ -947,6 +948,52 @@ TEST(ConfigTest, ExampleFileLoads) {
   EXPECT_EQ(config->session_cache.memory_max_entries, 100000u);
   EXPECT_EQ(config->device_binding.tls.attributes,
             std::vector<DeviceAttribute>{DeviceAttribute::kIp});
+}
+
+}  // namespace
+}  // namespace tessera::conf
+
+namespace tessera::conf {
+namespace {
+
+TEST(ConfigPluginsTest, InstancesAndRoutesReferToThem) {
+  auto c = loadString(R"(
+plugins:
+  shop_binding: { type: session_binding, cookies: [SESSIONID] }
+listeners:
+  - listen: 127.0.0.1:8443
+    routes: [ { path_prefix: /api/, upstream: app, plugins: [shop_binding] }, { upstream: app } ]
+upstreams: { app: { servers: [127.0.0.1:9000] } }
+)",
+                      "test.yaml");
+  ASSERT_EQ(c->plugins.size(), 1u);
+  const PluginInstance& p = c->plugins.at("shop_binding");
+  EXPECT_EQ(p.type, "session_binding");
+  EXPECT_EQ(p.key_path, "plugins.shop_binding");
+  EXPECT_EQ(p.mark.line, 3);
+  EXPECT_EQ(p.node["cookies"][0].as<std::string>(), "SESSIONID");
+  EXPECT_EQ(c->listeners[0].routes[0].plugins, std::vector<std::string>{"shop_binding"});
+  EXPECT_TRUE(c->listeners[0].routes[1].plugins.empty());
+}
+
+TEST(ConfigPluginsTest, UnknownPluginAndMissingTypeAreErrors) {
+  try {
+    loadString(R"(
+plugins:
+  nameless: { cookies: [A] }
+listeners:
+  - listen: 127.0.0.1:8443
+    routes: [ { upstream: app, plugins: [ghost] } ]
+upstreams: { app: { servers: [127.0.0.1:9000] } }
+)",
+               "test.yaml");
+    FAIL() << "expected errors";
+  } catch (const ConfigError& e) {
+    ASSERT_EQ(e.errors().size(), 2u) << e.what();
+    EXPECT_EQ(e.errors()[0].str(), "test.yaml:3:13: plugins.nameless.type: required");
+    EXPECT_EQ(e.errors()[1].str(),
+              "test.yaml:6:42: listeners[0].routes[0].plugins[0]: unknown plugin \"ghost\"");
+  }
 }
 
 }  // namespace

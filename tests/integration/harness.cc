@@ -226,7 +226,10 @@ bool waitForPort(int port, std::chrono::milliseconds timeout) {
       timeout);
 }
 
-RawClient::RawClient(int port) : fd_(connectLoopback(port)) {}
+int connectFrom(const std::string& source_ip, int port);
+
+RawClient::RawClient(int port, const std::string& source_ip)
+    : fd_(source_ip == "127.0.0.1" ? connectLoopback(port) : connectFrom(source_ip, port)) {}
 
 RawClient::~RawClient() {
   if (fd_ >= 0) ::close(fd_);
@@ -468,6 +471,13 @@ void TestBackend::serve(int fd) {
         int code = std::atoi(queryValue(h.url, "code").c_str());
         bool no_body = code == 204 || code == 304;
         out = simpleResponse(code, "", !no_body);
+      } else if (path == "/login") {
+        out = "HTTP/1.1 200 OK\r\nSet-Cookie: SESSIONID=" + queryValue(h.url, "sid") +
+              "; Max-Age=3600; Path=/; HttpOnly\r\nContent-Length: 3\r\n\r\nok\n";
+      } else if (path == "/logout") {
+        out =
+            "HTTP/1.1 200 OK\r\nSet-Cookie: SESSIONID=; Max-Age=0; Path=/\r\n"
+            "Content-Length: 3\r\n\r\nok\n";
       } else if (path == "/close") {
         out = "HTTP/1.1 200 OK\r\nConnection: close\r\n\r\nuntil-close body";
         close_now = true;
@@ -540,8 +550,6 @@ double Tessera::metric(const std::string& series) const {
   return -1;
 }
 
-namespace {
-
 int connectFrom(const std::string& source_ip, int port) {
   int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   sockaddr_in src{};
@@ -560,6 +568,8 @@ int connectFrom(const std::string& source_ip, int port) {
   }
   return fd;
 }
+
+namespace {
 
 std::string sessionToPem(SSL_SESSION* session) {
   BIO* bio = BIO_new(BIO_s_mem());

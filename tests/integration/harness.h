@@ -69,7 +69,7 @@ bool waitForPort(int port, std::chrono::milliseconds timeout = 10s);
 // A blocking plain-TCP client for hand-made requests.
 class RawClient {
  public:
-  explicit RawClient(int port);
+  explicit RawClient(int port, const std::string& source_ip = "127.0.0.1");
   ~RawClient();
   bool connected() const { return fd_ >= 0; }
   void send(const std::string& bytes);
@@ -97,6 +97,8 @@ std::vector<int> statusCodes(const std::string& responses);
 //   /sleep?ms=N                waits N ms, then as /echo
 //   /status?code=N             that status, empty body (Content-Length: 0 unless 204/304)
 //   /close                     200, no Content-Length, body ends when the connection closes
+//   /login?sid=X               200, Set-Cookie: SESSIONID=X; Max-Age=3600 (a login)
+//   /logout                    200, Set-Cookie: SESSIONID=; Max-Age=0 (a logout)
 class TestBackend {
  public:
   TestBackend();

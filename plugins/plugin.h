@@ -1,0 +1,175 @@
+#pragma once
+
+// The one plugin interface (Envoy's HTTP filter, cut down). Plugins run on a route's requests
+// before they go upstream, in the order the route lists them.
+//
+// Shape.
+//   - A Factory is made once per config snapshot from the plugin's YAML node. It parses and
+//     validates the node then and keeps an immutable config; a bad node throws PluginConfigError
+//     (the proxy reports it as FILE:LINE:COL: plugins.NAME.key: message and refuses the config).
+//   - For every request on a route that lists it, the factory makes a cheap Plugin instance. The
+//     instance lives until the request ends (response sent, or connection closed), then
+//     onDestroy() runs and it is destroyed.
+//
+// Threads. Everything of one request (hooks, callbacks, store completions) runs on the worker
+//   thread that owns the connection. Factories are shared by all workers: create() must be safe
+//   to call concurrently (it is const, and the config it reads is immutable).
+//
+// Verdicts. Each hook returns Verdict::kContinue (the chain goes on at once) or Verdict::kStop.
+//   kStop means "I have replied, or I will": the chain waits until the plugin calls exactly one
+//   of Callbacks::resume() (go on with the next plugin) or Callbacks::sendLocalReply() (answer the
+//   client; nothing goes upstream). They may be called from inside the hook or later, from a
+//   store callback; never both, never twice. While a request waits, its connection reads nothing
+//   more from the client, and other connections on the worker are not held up.
+//
+// Waiting for the store. A plugin reaches cache::Store through its Context. Store callbacks run
+//   on the same worker thread; onDestroy() must cancel() every operation still pending, since the
+//   request may end (client gone, timeout) while it waits.
+//
+// Ownership. Request and Response are owned by the proxy and valid only during a hook (and until
+//   resume()/sendLocalReply() for the request that is waiting). Context and Callbacks outlive the
+//   Plugin instance.
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <initializer_list>
+#include <map>
+#include <memory>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <string_view>
+#include <utility>
+#include <vector>
+
+#include "cache/store.h"
+
+namespace YAML {
+class Node;
+}
+
+namespace tessera::plugins {
+
+enum class Verdict {
+  // Go on: the next plugin's hook runs now.
+  kContinue,
+  // The plugin has called, or will call, resume() or sendLocalReply().
+  kStop,
+};
+
+struct HeaderField {
+  std::string name;
+  std::string value;
+};
+
+// A request head as a plugin sees it. Header names compare case-insensitively.
+class Request {
+ public:
+  virtual ~Request() = default;
+  virtual std::string_view method() const = 0;
+  virtual std::string_view target() const = 0;  // as sent: "/path?query"
+  virtual std::string_view host() const = 0;    // lower case, without the port
+  // First value of a header, or nullopt.
+  virtual std::optional<std::string_view> header(std::string_view name) const = 0;
+  // Every value of a header, in order (several Cookie or X-Forwarded-For lines).
+  virtual std::vector<std::string_view> headers(std::string_view name) const = 0;
+  // Replaces every line of `name` with one line (adds it if absent).
+  virtual void setHeader(std::string_view name, std::string_view value) = 0;
+  virtual void removeHeader(std::string_view name) = 0;
+};
+
+// A response head from the upstream, before it goes to the client.
+class Response {
+ public:
+  virtual ~Response() = default;
+  virtual int status() const = 0;
+  virtual std::optional<std::string_view> header(std::string_view name) const = 0;
+  virtual std::vector<std::string_view> headers(std::string_view name) const = 0;  // Set-Cookie
+  virtual void setHeader(std::string_view name, std::string_view value) = 0;
+  virtual void removeHeader(std::string_view name) = 0;
+};
+
+// A plugin's way back into the request it is handling.
+class Callbacks {
+ public:
+  virtual ~Callbacks() = default;
+  // After kStop: go on with the next plugin (or upstream).
+  virtual void resume() = 0;
+  // After kStop, or instead of returning kContinue from a hook: answer the client now.
+  virtual void sendLocalReply(int status, std::vector<HeaderField> headers, std::string body) = 0;
+};
+
+// What a plugin may use of the proxy, per request.
+class Context {
+ public:
+  virtual ~Context() = default;
+  virtual cache::Store& store() = 0;
+  virtual std::chrono::system_clock::time_point now() const = 0;
+  virtual std::string_view clientIp() const = 0;
+  // The device fingerprint of this client over the given attributes: "ip" (masked with the
+  // prefixes), "ja4", "user_agent", "header:NAME". Empty list: empty string.
+  virtual std::string deviceFingerprint(const std::vector<std::string>& attributes, int ipv4_prefix,
+                                        int ipv6_prefix) const = 0;
+  // Sealing for values kept in the store (AES-256-GCM; `aad` = the store key).
+  virtual std::string seal(std::string_view aad, std::string_view plaintext) const = 0;
+  virtual std::optional<std::string> open(std::string_view aad, std::string_view sealed) const = 0;
+  // A security event: one JSON line in the audit log (time, event, client and listener added).
+  virtual void audit(
+      std::string_view event,
+      std::initializer_list<std::pair<std::string_view, std::string_view>> fields) = 0;
+  // A counter in /metrics: tessera_plugin_events_total{plugin="<instance>",event="<event>"}.
+  virtual void count(std::string_view event) = 0;
+};
+
+class Plugin {
+ public:
+  virtual ~Plugin() = default;
+  virtual Verdict onRequestHeaders(Request&) { return Verdict::kContinue; }
+  // Only for plugins whose factory asks for the body (wantsRequestBody); bounded by the route's
+  // max_body_bytes. `last` is true for the final piece.
+  virtual Verdict onRequestBody(Request&, std::string_view chunk, bool last) {
+    return Verdict::kContinue;
+  }
+  virtual Verdict onResponseHeaders(Response&) { return Verdict::kContinue; }
+  // The request is over: cancel pending store operations and timers here.
+  virtual void onDestroy() {}
+};
+
+class PluginConfigError : public std::runtime_error {
+ public:
+  // `key_path` is relative to the plugin's node ("cookies[0]"); `line`/`column` 1-based.
+  PluginConfigError(std::string key_path, int line, int column, const std::string& message)
+      : std::runtime_error(message), key_path(std::move(key_path)), line(line), column(column) {}
+  std::string key_path;
+  int line;
+  int column;
+};
+
+class Factory {
+ public:
+  virtual ~Factory() = default;
+  virtual std::unique_ptr<Plugin> create(Context& context, Callbacks& callbacks) const = 0;
+  virtual bool wantsRequestBody() const { return false; }
+};
+
+// Makes a Factory from the plugin's YAML node (its map, `type` key included). `name` is the
+// instance name under `plugins:`. Throws PluginConfigError.
+using FactoryMaker =
+    std::function<std::shared_ptr<const Factory>(const std::string& name, const YAML::Node& node)>;
+
+class Registry {
+ public:
+  void add(std::string type, FactoryMaker maker);
+  const FactoryMaker* find(std::string_view type) const;
+  std::vector<std::string> types() const;
+
+ private:
+  std::map<std::string, FactoryMaker, std::less<>> makers_;
+};
+
+// Explicit registration of every plugin type tessera ships (no static-init self-registration:
+// its order is undefined and the linker drops unused objects).
+void registerBuiltinPlugins(Registry& registry);
+
+}  // namespace tessera::plugins

@@ -8,7 +8,8 @@ BUILD_TYPE ?= Release
 # Everything the build and the tests need, as Debian packages.
 PACKAGES := build-essential cmake pkg-config openssl libssl-dev libevent-dev libyaml-cpp-dev \
             libspdlog-dev libcli11-dev nlohmann-json3-dev node-llhttp libgtest-dev libgmock-dev \
-            libbenchmark-dev libmemcached-dev memcached curl wrk procps
+            libbenchmark-dev libmemcached-dev memcached libcjose-dev libjansson-dev \
+            python3-jwcrypto curl wrk procps
 # Only the macro benchmarks need these: the proxies tessera is compared with.
 BENCH_PACKAGES := nginx-light haproxy h2o
 

@@ -128,7 +128,7 @@ class Plugin {
   virtual Verdict onRequestHeaders(Request&) { return Verdict::kContinue; }
   // Only for plugins whose factory asks for the body (wantsRequestBody); bounded by the route's
   // max_body_bytes. `last` is true for the final piece.
-  virtual Verdict onRequestBody(Request&, std::string_view chunk, bool last) {
+  virtual Verdict onRequestBody(Request&, std::string_view /*chunk*/, bool /*last*/) {
     return Verdict::kContinue;
   }
   virtual Verdict onResponseHeaders(Response&) { return Verdict::kContinue; }

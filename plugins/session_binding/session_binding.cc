@@ -97,6 +97,23 @@ std::optional<std::string_view> cookieIn(std::string_view line, std::string_view
   return std::nullopt;
 }
 
+// How many times the request carries a non-empty value for one of `names`, over every line.
+int countSessionCookies(const std::vector<std::string_view>& lines,
+                        const std::vector<std::string>& names) {
+  int n = 0;
+  for (std::string_view line : lines) {
+    while (!line.empty()) {
+      std::string_view pair = nextPart(line);
+      size_t eq = pair.find('=');
+      if (eq == std::string_view::npos) continue;
+      std::string_view name = trim(pair.substr(0, eq));
+      bool ours = std::find(names.begin(), names.end(), name) != names.end();
+      if (ours && !unquote(trim(pair.substr(eq + 1))).empty()) ++n;
+    }
+  }
+  return n;
+}
+
 bool equalsIgnoreCase(std::string_view a, std::string_view b) {
   return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
     return (x >= 'A' && x <= 'Z' ? x - 'A' + 'a' : x) == (y >= 'A' && y <= 'Z' ? y - 'A' + 'a' : y);
@@ -245,8 +262,6 @@ class SessionBinding : public Plugin {
   void onDestroy() override { cancelLookup(); }
 
  private:
-  enum class Check { kNone, kMatch, kMismatch, kUnknown };
-
   bool findCookie(const Request& request);
   void cancelLookup();
   // The lookup's outcomes. Each ends in exactly one resume() or sendLocalReply(), as its last
@@ -270,11 +285,21 @@ class SessionBinding : public Plugin {
   std::string key_;  // its binding's store key
   std::optional<std::string> fingerprint_;
   cache::OpId pending_ = 0;
-  Check check_ = Check::kNone;
+  bool mismatched_ = false;  // the lookup found another device's binding
 };
 
 Verdict SessionBinding::onRequestHeaders(Request& request) {
   if (!findCookie(request)) return Verdict::kContinue;
+  // Only one value is checked. Two session cookies (the same name twice, or two configured names)
+  // could let a backend that reads another occurrence accept a stolen one: refuse the ambiguity.
+  if (countSessionCookies(request.headers("Cookie"), config_.cookies) > 1) {
+    context_.count("ambiguous");
+    context_.audit("session_binding_ambiguous",
+                   {{"cookie", cookie_name_}, {"reason", "more than one session cookie"}});
+    callbacks_.sendLocalReply(403, {{"Content-Type", "text/plain"}},
+                              "forbidden: more than one session cookie\n");
+    return Verdict::kStop;
+  }
   std::optional<std::string> key = bindingKey(state_->sha256.get(), cookie_value_);
   if (!key) {
     onUnknown("error", "cannot hash the cookie");
@@ -330,11 +355,10 @@ void SessionBinding::onBinding(std::string_view sealed) {
   // Constant time, so response timing tells nothing about how much of a fingerprint matched.
   if (bound->size() == device.size() &&
       CRYPTO_memcmp(bound->data(), device.data(), device.size()) == 0) {
-    check_ = Check::kMatch;
     context_.count("match");
     return callbacks_.resume();
   }
-  check_ = Check::kMismatch;
+  mismatched_ = true;
   context_.audit("session_binding_mismatch",
                  {{"plugin", state_->name},
                   {"cookie", cookie_name_},
@@ -345,7 +369,6 @@ void SessionBinding::onBinding(std::string_view sealed) {
 }
 
 void SessionBinding::onUnknown(std::string_view counter, std::string_view reason) {
-  check_ = Check::kUnknown;
   context_.count(counter);
   if (config_.unknown == Config::Unknown::kAllow) return callbacks_.resume();
   context_.audit("session_binding_unknown",
@@ -376,7 +399,7 @@ void SessionBinding::onSetCookie(const SetCookie& cookie) {
   }
   // `on_mismatch: log` let another device through; if its response merely refreshes the cookie,
   // rebinding would hand the session to that device and lock out the one that logged in.
-  if (check_ == Check::kMismatch && cookie.name == cookie_name_ && cookie.value == cookie_value_) {
+  if (mismatched_ && cookie.name == cookie_name_ && cookie.value == cookie_value_) {
     context_.count("rebind_refused");
     return;
   }

@@ -90,6 +90,17 @@ TEST_F(SessionBindingTest, ACookieWorksOnlyOnTheDeviceThatLoggedIn) {
   EXPECT_EQ(statusCodes(c.readResponses(2, 5s)), (std::vector<int>{200, 200}));
 }
 
+TEST_F(SessionBindingTest, TwoSessionCookiesAreRefused) {
+  start();
+  ASSERT_EQ(statusOf(port_, request("/login?sid=mine", "")), 200);
+  // A junk value first, a stolen one second: a backend reading the second must never see it.
+  std::string req =
+      "GET /account HTTP/1.1\r\nHost: shop.test\r\nUser-Agent: agent-A\r\n"
+      "Cookie: SESSIONID=junk\r\nCookie: SESSIONID=mine\r\n\r\n";
+  EXPECT_EQ(statusOf(port_, req, "127.0.0.2"), 403);
+  EXPECT_NE(readFile(dir_.file("audit.log")).find("session_binding_ambiguous"), std::string::npos);
+}
+
 TEST_F(SessionBindingTest, LogoutRemovesTheBinding) {
   start("reject");
   ASSERT_EQ(statusOf(port_, request("/login?sid=abc", "")), 200);

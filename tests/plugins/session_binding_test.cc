@@ -427,8 +427,8 @@ class SessionBindingTest : public ::testing::Test {
     FakeRequest request(std::move(request_headers));
     Outcome out;
     out.verdict = plugin->onRequestHeaders(request);
-    if (out.verdict == Verdict::kStop) {
-      EXPECT_EQ(callbacks.answers(), 0u) << "answered inside the hook";
+    // A refusal decided from the head alone may come inside the hook; a store answer never does.
+    if (out.verdict == Verdict::kStop && callbacks.answers() == 0) {
       EXPECT_TRUE(stepUntil(base_.get(), [&] { return callbacks.answers() > 0; }));
     }
     out.resumes = callbacks.resumes;
@@ -761,8 +761,8 @@ INSTANTIATE_TEST_SUITE_P(
         std::vector<HeaderField>{{"Cookie", "SESSIONID=; SESSIONID=abc"}},
         std::vector<HeaderField>{{"Cookie", "flag; a=b=c; SESSIONID=abc"}},
         std::vector<HeaderField>{{"Cookie", "theme=dark"}, {"cookie", "SESSIONID=abc"}},
-        std::vector<HeaderField>{{"Accept", "*/*"}, {"COOKIE", "x=1"}, {"Cookie", "SESSIONID=abc"}},
-        std::vector<HeaderField>{{"Cookie", "SESSIONID=abc; SESSIONID=zzz"}}));  // first wins
+        std::vector<HeaderField>{
+            {"Accept", "*/*"}, {"COOKIE", "x=1"}, {"Cookie", "SESSIONID=abc"}}));
 
 TEST_F(SessionBindingTest, QuotedSetCookieBindsTheUnquotedValue) {
   auto f = factory();
@@ -772,15 +772,16 @@ TEST_F(SessionBindingTest, QuotedSetCookieBindsTheUnquotedValue) {
   EXPECT_EQ(context_.counted("match"), 1);
 }
 
-TEST_F(SessionBindingTest, FirstConfiguredCookieIsChecked) {
+TEST_F(SessionBindingTest, MoreThanOneSessionCookieIsRefused) {
   auto f = factory("", "[SESSIONID, remember]");
   login(*f, "remember=r1");
-  context_.ip = "10.0.0.2";
   login(*f, "SESSIONID=s2");
-  // The client lists `remember` first, but the config's order decides which one is checked.
-  EXPECT_TRUE(withCookie(*f, "remember=r1; SESSIONID=s2").passed());
-  EXPECT_EQ(context_.counted("match"), 1);
-  EXPECT_TRUE(withCookie(*f, "remember=r1").forbidden());
+  // Only one value could be checked; a backend might read another. Two of them: refused.
+  EXPECT_TRUE(withCookie(*f, "remember=r1; SESSIONID=s2").forbidden());
+  EXPECT_TRUE(withCookie(*f, "SESSIONID=s2; SESSIONID=zzz").forbidden());
+  EXPECT_TRUE(run(*f, {{"Cookie", "SESSIONID=s2"}, {"Cookie", "SESSIONID=s2"}}).forbidden());
+  EXPECT_EQ(context_.counted("ambiguous"), 3);
+  EXPECT_TRUE(withCookie(*f, "remember=r1").passed());
 }
 
 // --- Lifecycle --------------------------------------------------------------------------------

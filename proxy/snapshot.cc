@@ -1,5 +1,7 @@
 #include "proxy/snapshot.h"
 
+#include <yaml-cpp/yaml.h>
+
 #include <algorithm>
 
 #include "proxy/tls_session_glue.h"
@@ -19,6 +21,20 @@ bool hostMatches(std::string_view pattern, std::string_view host) {
     return host.size() > suffix.size() && host.substr(host.size() - suffix.size()) == suffix;
   }
   return pattern == host;
+}
+
+bool usesJa4(const conf::Config& c) {
+  for (conf::DeviceAttribute a : c.device_binding.tls.attributes) {
+    if (a == conf::DeviceAttribute::kJa4) return true;
+  }
+  for (const auto& [name, instance] : c.plugins) {
+    const YAML::Node attributes = instance.node["attributes"];
+    if (!attributes || !attributes.IsSequence()) continue;
+    for (const YAML::Node& a : attributes) {
+      if (a.IsScalar() && a.Scalar() == "ja4") return true;
+    }
+  }
+  return false;
 }
 
 // Each plugin instance's factory parses its own YAML node; its errors come back in the same
@@ -120,6 +136,7 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const conf::Conf
     errors.push_back(conf::Error{config->file, {}, "log.audit_log", e.what()});
   }
   snap->sealer_ = buildSealer(*config, errors);
+  snap->needs_ja4_ = usesJa4(*config);
   if (!errors.empty()) throw conf::ConfigError(std::move(errors));
   return snap;
 }

@@ -60,6 +60,9 @@ class Snapshot {
   // Seals every record written to the session store. From session_cache.seal_keys; without keys,
   // a random key made once per process (fine for the in-process store only).
   const cache::Sealer& sealer() const { return *sealer_; }
+  // Whether anything binds to the client's JA4 (TLS binding or a plugin's attributes): only
+  // then is the ClientHello fingerprinted.
+  bool needsJa4() const { return needs_ja4_; }
 
  private:
   std::shared_ptr<const conf::Config> config_;
@@ -69,6 +72,7 @@ class Snapshot {
   std::shared_ptr<const AccessLogSink> access_log_;
   std::shared_ptr<const AuditLog> audit_log_;
   std::shared_ptr<const cache::Sealer> sealer_;
+  bool needs_ja4_ = false;
 };
 
 // Splits a request target into host (from absolute-form, else the Host header) and path.

@@ -176,8 +176,10 @@ int TlsSessionGlue::clientHello(SSL* ssl) {
   if (lookup_ != Lookup::kNone) return SSL_CLIENT_HELLO_SUCCESS;  // the second pass
   lookup_ = Lookup::kDone;
   const conf::TlsBinding& binding = snapshot_.config().device_binding.tls;
-  ClientHelloInfo hello;  // plugins may bind to it too (session_binding's `ja4`)
-  if (readClientHello(ssl, hello)) ja4_ = proxy::ja4(hello);
+  if (snapshot_.needsJa4()) {  // ~1% of a resumed handshake: only when something binds to it
+    ClientHelloInfo hello;
+    if (readClientHello(ssl, hello)) ja4_ = proxy::ja4(hello);
+  }
   fingerprint_ = tlsDeviceFingerprint(binding, peer_, ja4_);
   std::string id = resumptionId(ssl);
   if (id.empty() || id.size() > SSL_MAX_SSL_SESSION_ID_LENGTH) return SSL_CLIENT_HELLO_SUCCESS;

@@ -1,3 +1,4 @@
+#include "plugins/jwt/jwt.h"
 #include "plugins/plugin.h"
 #include "plugins/session_binding/session_binding.h"
 
@@ -19,6 +20,7 @@ std::vector<std::string> Registry::types() const {
 }
 
 void registerBuiltinPlugins(Registry& registry) {
+  registry.add("jwt", &makeJwtFactory);
   registry.add("session_binding", &makeSessionBindingFactory);
 }
 

@@ -598,6 +598,14 @@ std::string issuerYaml(std::string_view algorithms, std::string_view key_file = 
          "\n";
 }
 
+// The same, with "@DIR@" for the key directory: parameter lists are built when the test binary
+// starts, and generating the RSA keys then would slow every test process down.
+std::string issuerYamlTemplate(std::string_view algorithms,
+                               std::string_view key_file = "auth.jwks.json") {
+  return "issuers:\n  - issuer: https://auth.example\n    audiences: [shop]\n    keys: @DIR@/" +
+         std::string(key_file) + "\n    algorithms: " + std::string(algorithms) + "\n";
+}
+
 TEST(JwtConfigTest, DefaultsAndKeyFileShapes) {
   const Keys& k = keys();
   // One JWK instead of a JWKS, with its own use and alg, as `tessera token keygen` may write it.
@@ -641,8 +649,10 @@ class JwtConfigErrorTest : public ::testing::TestWithParam<BadConfig> {};
 
 TEST_P(JwtConfigErrorTest, NamesKeyLineAndColumn) {
   const BadConfig& bad = GetParam();
+  std::string yaml = bad.yaml;
+  for (size_t at; (at = yaml.find("@DIR@")) != std::string::npos;) yaml.replace(at, 5, keys().dir);
   try {
-    parseJwtConfig(YAML::Load(bad.yaml));
+    parseJwtConfig(YAML::Load(yaml));
     ADD_FAILURE() << "accepted:\n" << bad.yaml;
   } catch (const PluginConfigError& e) {
     EXPECT_EQ(e.key_path, bad.path);
@@ -655,21 +665,22 @@ TEST_P(JwtConfigErrorTest, NamesKeyLineAndColumn) {
 INSTANTIATE_TEST_SUITE_P(
     Cases, JwtConfigErrorTest,
     ::testing::Values(
-        BadConfig{"AlgNone", issuerYaml("[ES256, none]"), "issuers[0].algorithms[1]", 5, 25,
+        BadConfig{"AlgNone", issuerYamlTemplate("[ES256, none]"), "issuers[0].algorithms[1]", 5, 25,
                   "none"},
-        BadConfig{"Hs256", issuerYaml("[HS256]"), "issuers[0].algorithms[0]", 5, 18,
+        BadConfig{"Hs256", issuerYamlTemplate("[HS256]"), "issuers[0].algorithms[0]", 5, 18,
                   "alg confusion"},
-        BadConfig{"MissingKeyFile", issuerYaml("[ES256]", "missing.json"), "issuers[0].keys", 4, 11,
-                  "missing.json"},
+        BadConfig{"MissingKeyFile", issuerYamlTemplate("[ES256]", "missing.json"),
+                  "issuers[0].keys", 4, 11, "missing.json"},
         BadConfig{"DecryptKeysArePublic",
-                  issuerYaml("[ES256]") + "decrypt_keys: " + keys().dir + "/auth.jwks.json\n",
+                  issuerYamlTemplate("[ES256]") + "decrypt_keys: @DIR@/auth.jwks.json\n",
                   "decrypt_keys", 6, 15, "not a private key"},
-        BadConfig{"EncryptedClaimsWithoutKeys", issuerYaml("[ES256]") + "encrypted_claims: [pii]\n",
-                  "decrypt_keys", 6, 19, "required"},
+        BadConfig{"EncryptedClaimsWithoutKeys",
+                  issuerYamlTemplate("[ES256]") + "encrypted_claims: [pii]\n", "decrypt_keys", 6,
+                  19, "required"},
         BadConfig{"HeaderTheTokenComesFrom",
-                  issuerYaml("[ES256]") + "claims_to_headers: { sub: authorization }\n",
+                  issuerYamlTemplate("[ES256]") + "claims_to_headers: { sub: authorization }\n",
                   "claims_to_headers.sub", 6, 27, "token is read from"},
-        BadConfig{"UnknownKey", issuerYaml("[ES256]") + "cache: 10\n", "cache", 6, 1,
+        BadConfig{"UnknownKey", issuerYamlTemplate("[ES256]") + "cache: 10\n", "cache", 6, 1,
                   "unknown key"},
         BadConfig{"MissingIssuers", "type: jwt\n", "issuers", 1, 1, "required"}),
     [](const ::testing::TestParamInfo<BadConfig>& info) { return std::string(info.param.name); });

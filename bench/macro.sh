@@ -2,6 +2,9 @@
 # Macro benchmark: tessera, nginx and HAProxy terminating TLS in front of the same backend, with
 # 1 and then 2 workers, driven by wrk with keep-alive and with "Connection: close" (every request
 # a new TLS connection, which wrk resumes), and "full": "close" with resumption off everywhere.
+# Then, for tessera alone with 1 worker, "plugins": keep-alive with the jwt and session_binding
+# plugins on the route (every request carries the same valid token, so after the first request
+# the jwt plugin's verified-token cache answers) against the same tessera without plugins.
 #
 # Usage (from the repo root): bash bench/macro.sh BUILD_DIR
 #   DURATION=10      seconds per wrk run (default 10)
@@ -45,6 +48,8 @@ ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 TMP=""
 RESUMPTION=true  # false in the "full" mode: see nginx_session_lines
+PLUGINS=false    # true: tessera's route runs jwt + session_binding (see write_tessera_conf)
+TOKEN=""         # the bearer token of the plugin runs (make_token)
 PIDS=()        # every process this script started and has not stopped yet
 USED_PORTS=()  # ports handed out by alloc_port, not necessarily bound yet
 NOTES=()       # lines printed under the table
@@ -133,10 +138,11 @@ wait_listening() {
   die "$name is not listening on 127.0.0.1:$port after ${STARTUP_TIMEOUT}s"
 }
 
-# check_answers NAME URL LOGFILE: one request must get a 200, else the run stops.
+# check_answers NAME URL LOGFILE [curl args...]: one request must get a 200, else the run stops.
 check_answers() {
   local name=$1 url=$2 logfile=$3 code
-  code=$(curl -sk --max-time 5 -o /dev/null -w '%{http_code}' "$url" || true)
+  shift 3
+  code=$(curl -sk --max-time 5 -o /dev/null -w '%{http_code}' "$@" "$url" || true)
   if [[ "$code" != 200 ]]; then
     log "$name output:"
     sed 's/^/    /' "$logfile" >&2
@@ -151,12 +157,51 @@ make_cert() {
   cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/combined.pem"  # HAProxy wants both in one file
 }
 
+# make_token: an ES256 issuer key pair in TMP and one token from it, valid for longer than any
+# run, in TOKEN. Made with tessera's own tool, as an auth center would.
+make_token() {
+  "$BUILD_DIR/tessera" token keygen --type ec --out "$TMP/auth.jwk" \
+    --public "$TMP/auth.jwks.json" >/dev/null || die "tessera token keygen failed"
+  TOKEN=$("$BUILD_DIR/tessera" token issue --issuer https://auth.bench --audience bench \
+    --sign-key "$TMP/auth.jwk" --claims '{"sub":"bench-user"}' --ttl 3600s) ||
+    die "tessera token issue failed"
+  [[ "$TOKEN" =~ ^[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+\.[A-Za-z0-9_-]+$ ]] ||
+    die "tessera token issue printed '$TOKEN', not a JWS"
+}
+
+# tessera_plugin_lines: with PLUGINS=true, the plugins: section (docs/config.md, "type: jwt" and
+# "type: session_binding"). No encrypted claims, so no decrypt_keys.
+tessera_plugin_lines() {
+  [[ "$PLUGINS" == true ]] || return 0
+  cat <<EOF
+plugins:
+  bench_jwt:
+    type: jwt
+    issuers:
+      - issuer: https://auth.bench
+        audiences: [bench]
+        keys: $TMP/auth.jwks.json
+        algorithms: [ES256]
+    claims_to_headers: { sub: X-User-Id }
+  bench_binding: { type: session_binding, cookies: [SESSIONID] }
+EOF
+}
+
+# tessera_route_lines: with PLUGINS=true, the listener's one route runs both plugins; otherwise
+# the listener gets its implicit route to the one upstream.
+tessera_route_lines() {
+  [[ "$PLUGINS" == true ]] || return 0
+  echo "    routes:"
+  echo "      - { upstream: app, plugins: [bench_jwt, bench_binding] }"
+}
+
 # --- Proxy configurations ---------------------------------------------------------------------
 
 # write_tessera_conf WORKERS PORT ADMIN_PORT FILE
 write_tessera_conf() {
   cat >"$4" <<EOF
 workers: $1
+$(tessera_plugin_lines)
 listeners:
   - name: bench
     listen: 127.0.0.1:$2
@@ -166,6 +211,7 @@ listeners:
           key: $TMP/key.pem
       min_version: "1.2"
       session_resumption: $RESUMPTION
+$(tessera_route_lines)
 upstreams:
   app:
     servers: [127.0.0.1:$BACKEND_PORT]
@@ -323,7 +369,8 @@ start_proxy() {
   esac
   PROXY_PID=$STARTED_PID
   wait_listening "$name" "$PROXY_PID" "$port" "$logfile"
-  check_answers "$name" "https://127.0.0.1:$port/" "$logfile"
+  # The jwt plugin answers 401 without the token; with it, the 200 also proves the token verifies.
+  check_answers "$name" "https://127.0.0.1:$port/" "$logfile" -H "Authorization: Bearer $TOKEN"
 }
 
 # --- wrk ----------------------------------------------------------------------------------------
@@ -438,6 +485,67 @@ bench_proxy() {
   stop_pid "$PROXY_PID"
 }
 
+# bench_plugins: tessera with 1 worker, keep-alive, plugins off and then on, each run on a freshly
+# started tessera. Both runs send the same Authorization header, so that they differ only in
+# what tessera does with it. Results go to RESULT_* under "1/plugins-off/tessera" and
+# "1/plugins-on/tessera".
+bench_plugins() {
+  local port url state out cpu0 cpu1 note
+  alloc_port port
+  url="https://127.0.0.1:$port/"
+  RESUMPTION=true
+  for state in off on; do
+    PLUGINS=false
+    [[ "$state" == on ]] && PLUGINS=true
+    start_proxy tessera 1 "$port"
+    log "tessera, 1 worker, keep-alive, plugins $state: warm-up ${WARMUP_SECONDS}s"
+    # The warm-up also fills the jwt plugin's verified-token cache.
+    run_wrk "$TMP/warmup.txt" "$WARMUP_SECONDS" "$url" -H "Authorization: Bearer $TOKEN"
+    out="$TMP/wrk-tessera-w1-plugins-$state.txt"
+    log "tessera, 1 worker, keep-alive, plugins $state: ${DURATION}s"
+    cpu0=$(proxy_cpu_ticks "$PROXY_PID")
+    run_wrk "$out" "$DURATION" "$url" -H "Authorization: Bearer $TOKEN"
+    cpu1=$(proxy_cpu_ticks "$PROXY_PID")
+    parse_wrk "$out"
+    RESULT_CPU["1/plugins-$state/tessera"]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" \
+      -v n="$REQUESTS" 'BEGIN {if (n > 0) printf "%.1f", t * 1e6 / hz / n}')
+    RESULT_RPS["1/plugins-$state/tessera"]=$RPS
+    RESULT_P50["1/plugins-$state/tessera"]=$P50
+    RESULT_P99["1/plugins-$state/tessera"]=$P99
+    if [[ -n "$ERRORS" ]]; then NOTES+=("- tessera, 1 worker, plugins $state: $ERRORS"); fi
+    note=$(tessera_summary "$ADMIN_PORT" || true)
+    NOTES+=("- tessera, 1 worker, plugins $state, counters: $note")
+    stop_pid "$PROXY_PID"
+  done
+  PLUGINS=false
+}
+
+# plugins_report: the plugin rows and the target line, under the main table.
+plugins_report() {
+  local off on ratio cpu_off cpu_on cpu_ratio verdict
+  off=${RESULT_RPS["1/plugins-off/tessera"]}
+  on=${RESULT_RPS["1/plugins-on/tessera"]}
+  cpu_off=${RESULT_CPU["1/plugins-off/tessera"]}
+  cpu_on=${RESULT_CPU["1/plugins-on/tessera"]}
+  ratio=$(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+  cpu_ratio=$(awk -v a="$cpu_on" -v b="$cpu_off" \
+    'BEGIN {if (a > 0 && b > 0) printf "%.2f", b / a; else printf "n/a"}')
+  verdict=$(awk -v r="$ratio" 'BEGIN {print (r >= 0.9 ? "met" : "NOT met")}')
+  echo "Plugins: tessera alone, wrk keep-alive with -H 'Authorization: Bearer <valid ES256 token>';"
+  echo "\"keepalive+plugins\" runs jwt (verified-token cache warm) + session_binding (no SESSIONID"
+  echo "cookie sent, so no store lookup). The ratio columns are plugins on / off (CPU: off / on)."
+  echo
+  echo "| workers | mode | proxy | req/s | p50 | p99 | ratio on / off (req/s) | CPU µs/req |" \
+    "CPU off / on |"
+  echo "|---|---|---|---|---|---|---|---|---|"
+  echo "| 1 | keepalive | tessera | $off | ${RESULT_P50["1/plugins-off/tessera"]} |" \
+    "${RESULT_P99["1/plugins-off/tessera"]} | 1.00 | ${cpu_off:-n/a} | 1.00 |"
+  echo "| 1 | keepalive+plugins | tessera | $on | ${RESULT_P50["1/plugins-on/tessera"]} |" \
+    "${RESULT_P99["1/plugins-on/tessera"]} | $ratio | ${cpu_on:-n/a} | $cpu_ratio |"
+  echo
+  echo "Target: plugins on / off >= 0.9 (req/s): $ratio, $verdict."
+}
+
 versions() {
   local nginx_v haproxy_v openssl_v wrk_v tessera_v
   nginx_v=$(nginx -v 2>&1 | sed 's/^nginx version: //')
@@ -479,6 +587,7 @@ report() {
     done
   done
   local text="$header"$'\n\n'"$table"$'\n'
+  text+=$'\n'"$(plugins_report)"$'\n'
   if ((${#NOTES[@]} > 0)); then
     text+=$'\n'"$(printf '%s\n' "${NOTES[@]}")"$'\n'
   fi
@@ -508,6 +617,7 @@ main() {
   trap 'exit 143' TERM
   TMP=$(mktemp -d -t tessera-macro.XXXXXX)
   make_cert
+  make_token
 
   CLK_TCK=$(getconf CLK_TCK)
   [[ "$CLK_TCK" =~ ^[1-9][0-9]*$ ]] || die "getconf CLK_TCK gave '$CLK_TCK'"
@@ -521,6 +631,7 @@ main() {
       bench_proxy "$name" "$workers"
     done
   done
+  bench_plugins
   report
 }
 

@@ -27,11 +27,12 @@ std::string storeSettings(const conf::Config& config) {
   const conf::SessionCache& sc = config.session_cache;
   std::string s = sc.store == conf::StoreKind::kMemory ? "memory " : "memcached ";
   s += std::to_string(sc.memory_max_entries);
+  // Appended piece by piece: GCC 12 misreads `" " + str` temporaries as overlapping copies.
   for (const conf::MemcachedServer& m : sc.memcached.servers) {
-    s += " " + m.address.str() + "/" + std::to_string(m.weight);
+    s.append(1, ' ').append(m.address.str()).append(1, '/').append(std::to_string(m.weight));
   }
-  s +=
-      " r" + std::to_string(sc.memcached.replicas) + " t" + std::to_string(sc.memcached.io_threads);
+  s.append(" r").append(std::to_string(sc.memcached.replicas));
+  s.append(" t").append(std::to_string(sc.memcached.io_threads));
   return s;
 }
 

@@ -363,12 +363,12 @@ TEST_F(MemcachedStoreTest, KeysMemcachedCannotTakeAreMappedWithoutCollisions) {
       EXPECT_LE(c.key.size(), 250u);
       for (char ch : c.key) EXPECT_TRUE(ch > 0x20 && ch < 0x7f) << "byte " << int(ch);
     }
-    ASSERT_EQ(set(odd[i], "v" + std::to_string(i)).status, Status::kOk) << i;
+    ASSERT_EQ(set(odd[i], std::to_string(i).insert(0, "v")).status, Status::kOk) << i;
   }
   for (size_t i = 0; i < odd.size(); ++i) {
     Result r = get(odd[i]);
     EXPECT_EQ(r.status, Status::kOk) << i;
-    EXPECT_EQ(r.value, "v" + std::to_string(i)) << i;
+    EXPECT_EQ(r.value, std::to_string(i).insert(0, "v")) << i;
   }
   EXPECT_EQ(backend_->placeCopies(std::string(240, 'p'))[0].key, std::string(240, 'p'));
   EXPECT_NE(backend_->placeCopies("hash#r1:0")[0].key, "hash#r1:0");  // '#' marks replicas only

@@ -78,6 +78,18 @@ void HeaderList::add(std::string_view name, std::string_view value) {
   h.value.assign(value);
 }
 
+size_t HeaderList::removeAll(std::string_view name) {
+  size_t kept = 0;
+  for (size_t i = 0; i < size_; ++i) {
+    if (equalsIgnoreCase(slots_[i].name, name)) continue;
+    if (kept != i) std::swap(slots_[kept], slots_[i]);
+    ++kept;
+  }
+  size_t removed = size_ - kept;
+  size_ = kept;
+  return removed;
+}
+
 const std::string* HeaderList::find(std::string_view name) const {
   for (const Header& h : *this) {
     if (equalsIgnoreCase(h.name, name)) return &h.value;

@@ -37,6 +37,9 @@ class HeaderList {
   Header& append();  // a new empty slot
   void add(std::string_view name, std::string_view value);
   void clear() { size_ = 0; }
+  // Removes every header named `name` (case-insensitive) in place, keeping the others' order and
+  // every slot's capacity. Returns how many went.
+  size_t removeAll(std::string_view name);
   // First value of a header, case-insensitive name match; nullptr if absent.
   const std::string* find(std::string_view name) const;
 

@@ -25,14 +25,7 @@ std::vector<std::string_view> HeadView::headers(std::string_view name) const {
   return out;
 }
 
-void HeadView::removeHeader(std::string_view name) {
-  HeaderList kept;
-  for (const Header& h : head_.headers) {
-    if (!equalsIgnoreCase(h.name, name)) kept.add(h.name, h.value);
-  }
-  head_.headers.clear();
-  for (const Header& h : kept) head_.headers.add(h.name, h.value);
-}
+void HeadView::removeHeader(std::string_view name) { head_.headers.removeAll(name); }
 
 void HeadView::setHeader(std::string_view name, std::string_view value) {
   removeHeader(name);

@@ -705,3 +705,26 @@ TEST(HttpParserResponseTest, ResponseCapUsesReason) {
 
 }  // namespace
 }  // namespace tessera::proxy
+
+namespace tessera::proxy {
+namespace {
+
+TEST(HeaderListTest, RemoveAllKeepsOrderAndSlots) {
+  HeaderList h;
+  h.add("A", "1");
+  h.add("X-User-Id", "forged");
+  h.add("B", "2");
+  h.add("x-user-id", "again");
+  h.add("C", "3");
+  EXPECT_EQ(h.removeAll("X-USER-ID"), 2u);
+  ASSERT_EQ(h.size(), 3u);
+  EXPECT_EQ(h[0].name + h[1].name + h[2].name, "ABC");
+  EXPECT_EQ(h[2].value, "3");
+  EXPECT_EQ(h.removeAll("missing"), 0u);
+  h.add("D", "4");  // a reused slot is reset
+  EXPECT_EQ(h[3].name, "D");
+  EXPECT_EQ(h[3].value, "4");
+}
+
+}  // namespace
+}  // namespace tessera::proxy

@@ -415,9 +415,8 @@ int ClientConnection::onHeadComplete() {
   request_chunked_ = h.chunked;
   if (!route_->plugins.empty()) {
     // The head goes upstream once the plugins agree (they may change it); body bytes parsed
-    // meanwhile queue behind it in upstream_out_, and no more are read until then.
+    // meanwhile queue behind it in upstream_out_. Reading pauses only if a plugin waits.
     head_held_ = true;
-    wantClientRead(false);
     return 0;
   }
   beginUpstreamRequest();
@@ -461,7 +460,9 @@ void ClientConnection::startRequestChain() {
   PluginChain::State state = chain_->runRequest(request_.head(), target.host);
   if (state == PluginChain::State::kDone) chainResumed();
   if (state == PluginChain::State::kReplied) chainReplied(chain_->takeReply());
-  // kWaiting: a plugin calls back through chainResumed() or chainReplied().
+  // A plugin waits (for the store): read nothing more until it calls back through
+  // chainResumed() or chainReplied(). Not toggled otherwise: two epoll_ctl calls per request.
+  if (state == PluginChain::State::kWaiting) wantClientRead(false);
 }
 
 void ClientConnection::chainResumed() {

@@ -37,14 +37,14 @@
 
 set -euo pipefail
 
+readonly SCRIPT_NAME=macro.sh
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 readonly DURATION="${DURATION:-10}"
 readonly CONNECTIONS="${CONNECTIONS:-50}"
 readonly WARMUP_SECONDS=1
 readonly STARTUP_TIMEOUT=10  # seconds a process gets to start listening
-# The TLS 1.2 suites tessera offers (proxy/tls_context.cc), given to nginx and HAProxy too.
-readonly TLS12_CIPHERS="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
-ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
-ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 
 TMP=""
 RESUMPTION=true  # false in the "full" mode: see nginx_session_lines
@@ -53,90 +53,6 @@ TOKEN=""         # the bearer token of the plugin runs (make_token)
 PIDS=()        # every process this script started and has not stopped yet
 USED_PORTS=()  # ports handed out by alloc_port, not necessarily bound yet
 NOTES=()       # lines printed under the table
-
-log() { echo "macro.sh: $*" >&2; }
-
-die() {
-  log "error: $*"
-  exit 1
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  stop_all
-  if [[ -n "$TMP" && -d "$TMP" ]]; then rm -rf "$TMP"; fi
-  exit "$rc"
-}
-
-# Stops one started process: SIGTERM, then SIGKILL if it has not exited after a few seconds.
-stop_pid() {
-  local pid=$1
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  forget_pid "$pid"
-}
-
-forget_pid() {
-  local p kept=()
-  for p in "${PIDS[@]}"; do [[ "$p" == "$1" ]] || kept+=("$p"); done
-  PIDS=("${kept[@]}")
-}
-
-stop_all() {
-  local pid
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-}
-
-# alloc_port VAR: stores in VAR a loopback TCP port that no socket uses. The port is taken below
-# the ephemeral range, so that none of wrk's or the proxies' outgoing connections can grab it
-# between now and the moment the server binds it.
-alloc_port() {
-  local low _high base p
-  read -r low _high </proc/sys/net/ipv4/ip_local_port_range
-  base=$((low > 21000 ? 20000 : 1024))
-  for _ in $(seq 1 500); do
-    p=$((base + RANDOM % (low - base)))
-    [[ " ${USED_PORTS[*]-} " == *" $p "* ]] && continue
-    if [[ -z "$(ss -Htan "( sport = :$p )")" ]]; then
-      USED_PORTS+=("$p")
-      printf -v "$1" '%s' "$p"
-      return 0
-    fi
-  done
-  die "found no free port between $base and $low"
-}
-
-# start NAME LOGFILE CMD...: starts CMD in the background, output to LOGFILE; sets STARTED_PID.
-start() {
-  local name=$1 logfile=$2
-  shift 2
-  "$@" >"$logfile" 2>&1 &
-  STARTED_PID=$!
-  PIDS+=("$STARTED_PID")
-  log "started $name (pid $STARTED_PID)"
-}
-
-# wait_listening NAME PID PORT LOGFILE: until PORT is listening; fails if PID exits first.
-wait_listening() {
-  local name=$1 pid=$2 port=$3 logfile=$4
-  for _ in $(seq 1 $((STARTUP_TIMEOUT * 10))); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "$name exited during startup; its output:"
-      sed 's/^/    /' "$logfile" >&2
-      die "$name did not start"
-    fi
-    [[ -n "$(ss -Htln "( sport = :$port )")" ]] && return 0
-    sleep 0.1
-  done
-  sed 's/^/    /' "$logfile" >&2
-  die "$name is not listening on 127.0.0.1:$port after ${STARTUP_TIMEOUT}s"
-}
 
 # check_answers NAME URL LOGFILE [curl args...]: one request must get a 200, else the run stops.
 check_answers() {
@@ -148,13 +64,6 @@ check_answers() {
     sed 's/^/    /' "$logfile" >&2
     die "$name answered '$code' instead of 200 on $url"
   fi
-}
-
-make_cert() {
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null || die "openssl could not make a cert"
-  cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/combined.pem"  # HAProxy wants both in one file
 }
 
 # make_token: an ES256 issuer key pair in TMP and one token from it, valid for longer than any
@@ -312,39 +221,6 @@ backend app
 EOF
 }
 
-# The backend all proxies share. The default is a one-worker nginx answering a fixed 200: it costs
-# little CPU, so on 2 cores the proxies' own cost decides the throughput. BACKEND=demo uses
-# tessera's demo backend (echoes the request as JSON; heavier, so it bounds every proxy sooner).
-start_backend() {
-  if [[ "${BACKEND:-nginx}" == demo ]]; then
-    start backend "$TMP/backend.log" "$BUILD_DIR/tessera-demo-backend" --port "$BACKEND_PORT" \
-      --threads 1
-  else
-    local dir="$TMP/backend-nginx" user_line=""
-    mkdir -p "$dir"
-    [[ "$(id -u)" == 0 ]] && user_line="user root;"
-    cat >"$dir/nginx.conf" <<EOF
-$user_line
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $dir/body;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$BACKEND_PORT;
-    location / { return 200 "hello from the backend\n"; }
-  }
-}
-EOF
-    start backend "$TMP/backend.log" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
-  fi
-  wait_listening backend "$STARTED_PID" "$BACKEND_PORT" "$TMP/backend.log"
-}
-
 # start_proxy NAME WORKERS PORT: starts it, checks it answers; sets PROXY_PID (and ADMIN_PORT).
 start_proxy() {
   local name=$1 workers=$2 port=$3 conf logfile="$TMP/$1-w$2.log"
@@ -368,7 +244,7 @@ start_proxy() {
       ;;
   esac
   PROXY_PID=$STARTED_PID
-  wait_listening "$name" "$PROXY_PID" "$port" "$logfile"
+  wait_listening "$name" "$PROXY_PID" "$port" "$logfile" || die "$name did not start"
   # The jwt plugin answers 401 without the token; with it, the 200 also proves the token verifies.
   check_answers "$name" "https://127.0.0.1:$port/" "$logfile" -H "Authorization: Bearer $TOKEN"
 }
@@ -617,6 +493,7 @@ main() {
   trap 'exit 143' TERM
   TMP=$(mktemp -d -t tessera-macro.XXXXXX)
   make_cert
+  cat "$TMP/cert.pem" "$TMP/key.pem" >"$TMP/combined.pem"  # HAProxy wants both in one file
   make_token
 
   CLK_TCK=$(getconf CLK_TCK)

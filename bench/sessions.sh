@@ -52,15 +52,15 @@
 
 set -euo pipefail
 
+readonly SCRIPT_NAME=sessions.sh
+# shellcheck source=bench/common.sh
+source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
+
 readonly DURATION="${DURATION:-10}"
 readonly CONNECTIONS="${CONNECTIONS:-32}"
 readonly THREADS="${THREADS:-1}"
 readonly STARTUP_TIMEOUT=10  # seconds a process gets to start listening
 readonly CLUSTER_NODES=3
-# The TLS 1.2 suites tessera offers (proxy/tls_context.cc), given to nginx and h2o too.
-readonly TLS12_CIPHERS="ECDHE-ECDSA-AES128-GCM-SHA256:ECDHE-RSA-AES128-GCM-SHA256:\
-ECDHE-ECDSA-AES256-GCM-SHA384:ECDHE-RSA-AES256-GCM-SHA384:\
-ECDHE-ECDSA-CHACHA20-POLY1305:ECDHE-RSA-CHACHA20-POLY1305"
 # Rows of the table, in order: the key used in RESULT_* and the label printed.
 readonly SERVERS=(memory ring ring-nol1 nginx h2o h2o-x3)
 declare -rA LABEL=([memory]="tessera memory x1" [ring]="tessera ring x3"
@@ -79,135 +79,9 @@ ADMIN_PORTS=()    # tessera's admin ports (one per node)
 MC_PIDS=()        # the memcached processes the server under test uses
 MC_PORTS=()
 
-log() { echo "sessions.sh: $*" >&2; }
-
-die() {
-  log "error: $*"
-  exit 1
-}
-
-cleanup() {
-  local rc=$?
-  trap - EXIT INT TERM
-  stop_all
-  if [[ -n "$TMP" && -d "$TMP" ]]; then rm -rf "$TMP"; fi
-  exit "$rc"
-}
-
-# Stops one started process: SIGTERM, then SIGKILL if it has not exited after a few seconds.
-stop_pid() {
-  local pid=$1
-  kill -TERM "$pid" 2>/dev/null || true
-  for _ in $(seq 1 50); do
-    kill -0 "$pid" 2>/dev/null || break
-    sleep 0.1
-  done
-  kill -KILL "$pid" 2>/dev/null || true
-  wait "$pid" 2>/dev/null || true
-  forget_pid "$pid"
-}
-
-forget_pid() {
-  local p kept=()
-  for p in "${PIDS[@]}"; do [[ "$p" == "$1" ]] || kept+=("$p"); done
-  PIDS=("${kept[@]}")
-}
-
-stop_all() {
-  local pid
-  for pid in "${PIDS[@]}"; do stop_pid "$pid"; done
-}
-
-# alloc_port VAR: stores in VAR a loopback TCP port that no socket uses. The port is taken below
-# the ephemeral range, so that none of the load tool's or the servers' outgoing connections can
-# grab it between now and the moment the server binds it.
-alloc_port() {
-  local low _high base p
-  read -r low _high </proc/sys/net/ipv4/ip_local_port_range
-  base=$((low > 21000 ? 20000 : 1024))
-  for _ in $(seq 1 500); do
-    p=$((base + RANDOM % (low - base)))
-    [[ " ${USED_PORTS[*]-} " == *" $p "* ]] && continue
-    if [[ -z "$(ss -Htan "( sport = :$p )")" ]]; then
-      USED_PORTS+=("$p")
-      printf -v "$1" '%s' "$p"
-      return 0
-    fi
-  done
-  die "found no free port between $base and $low"
-}
-
-# start NAME LOGFILE CMD...: starts CMD in the background, output to LOGFILE; sets STARTED_PID.
-start() {
-  local name=$1 logfile=$2
-  shift 2
-  "$@" >"$logfile" 2>&1 &
-  STARTED_PID=$!
-  PIDS+=("$STARTED_PID")
-  log "started $name (pid $STARTED_PID)"
-}
-
-# wait_listening NAME PID PORT LOGFILE: until PORT is listening. Returns 1, after printing the
-# log, if PID exits first or the port is not up in time; callers decide whether that is fatal.
-wait_listening() {
-  local name=$1 pid=$2 port=$3 logfile=$4
-  for _ in $(seq 1 $((STARTUP_TIMEOUT * 10))); do
-    if ! kill -0 "$pid" 2>/dev/null; then
-      log "$name exited during startup; its output:"
-      sed 's/^/    /' "$logfile" >&2
-      return 1
-    fi
-    [[ -n "$(ss -Htln "( sport = :$port )")" ]] && return 0
-    sleep 0.1
-  done
-  log "$name is not listening on 127.0.0.1:$port after ${STARTUP_TIMEOUT}s; its output:"
-  sed 's/^/    /' "$logfile" >&2
-  return 1
-}
-
 # answers URL: true if one request gets a 200.
 answers() {
   [[ "$(curl -sk --max-time 5 -o /dev/null -w '%{http_code}' "$1" || true)" == 200 ]]
-}
-
-make_cert() {
-  openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:P-256 -nodes -days 2 \
-    -subj /CN=localhost -addext "subjectAltName=DNS:localhost,IP:127.0.0.1" \
-    -keyout "$TMP/key.pem" -out "$TMP/cert.pem" 2>/dev/null || die "openssl could not make a cert"
-}
-
-# The backend all servers share. The default is a one-worker nginx answering a fixed 200: it costs
-# little CPU, so on 2 cores the servers' own cost decides the throughput. BACKEND=demo uses
-# tessera's demo backend (echoes the request as JSON).
-start_backend() {
-  if [[ "${BACKEND:-nginx}" == demo ]]; then
-    start backend "$TMP/backend.log" "$BUILD_DIR/tessera-demo-backend" --port "$BACKEND_PORT" \
-      --threads 1
-  else
-    local dir="$TMP/backend-nginx" user_line=""
-    mkdir -p "$dir"
-    [[ "$(id -u)" == 0 ]] && user_line="user root;"
-    cat >"$dir/nginx.conf" <<EOF
-$user_line
-worker_processes 1;
-daemon off;
-pid $dir/nginx.pid;
-error_log $dir/error.log warn;
-events { worker_connections 4096; }
-http {
-  access_log off;
-  client_body_temp_path $dir/body;
-  keepalive_requests 1000000;
-  server {
-    listen 127.0.0.1:$BACKEND_PORT;
-    location / { return 200 "hello from the backend\n"; }
-  }
-}
-EOF
-    start backend "$TMP/backend.log" nginx -p "$dir" -e "$dir/error.log" -c "$dir/nginx.conf"
-  fi
-  wait_listening backend "$STARTED_PID" "$BACKEND_PORT" "$TMP/backend.log" ||
-    die "the backend did not start"
 }
 
 # Three memcached processes: tessera's ring, and the first of them for h2o.

@@ -6,6 +6,7 @@
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstdio>
 #include <cstring>
@@ -61,6 +62,9 @@ ClientConnection::ClientConnection(Worker& worker, std::shared_ptr<const Snapsho
   out_ = evbuffer_new();
   upstream_out_ = evbuffer_new();
   request_.setMaxHeadBytes(limits_.max_header_bytes);
+  // A backend is trusted no more than a client: an endless response head must not grow memory
+  // without bound. Set-Cookie-heavy apps send more than clients do, hence the larger cap.
+  response_->setMaxHeadBytes(std::max<uint64_t>(4 * limits_.max_header_bytes, kMaxResponseHead));
   bump(worker_.counters().connections_open);
   bump(worker_.counters().connections_total);
 }

@@ -36,6 +36,8 @@ class Worker;
 
 // Bytes queued towards one side before tessera stops reading from the other.
 inline constexpr size_t kHighWater = 1 << 20;
+// Floor of the cap on an upstream response head (4 x limits.max_header_bytes if larger).
+inline constexpr uint64_t kMaxResponseHead = 64 * 1024;
 
 class ClientConnection : private HttpParser::Sink,
                          private UpstreamConn::Handler,

@@ -471,6 +471,12 @@ void TestBackend::serve(int fd) {
         int code = std::atoi(queryValue(h.url, "code").c_str());
         bool no_body = code == 204 || code == 304;
         out = simpleResponse(code, "", !no_body);
+      } else if (path == "/hugehead") {  // a backend gone wrong: a 200 KiB response head
+        out = "HTTP/1.1 200 OK\r\n";
+        for (int k = 0; k < 2000; ++k)
+          out += "X-Pad-" + std::to_string(k) + ": " + std::string(90, 'p') + "\r\n";
+        out += "Content-Length: 0\r\n\r\n";
+        close_now = true;
       } else if (path == "/login") {
         out = "HTTP/1.1 200 OK\r\nSet-Cookie: SESSIONID=" + queryValue(h.url, "sid") +
               "; Max-Age=3600; Path=/; HttpOnly\r\nContent-Length: 3\r\n\r\nok\n";

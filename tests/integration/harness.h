@@ -97,6 +97,7 @@ std::vector<int> statusCodes(const std::string& responses);
 //   /sleep?ms=N                waits N ms, then as /echo
 //   /status?code=N             that status, empty body (Content-Length: 0 unless 204/304)
 //   /close                     200, no Content-Length, body ends when the connection closes
+//   /hugehead                  200 with a 200 KiB head (a misbehaving backend)
 //   /login?sid=X               200, Set-Cookie: SESSIONID=X; Max-Age=3600 (a login)
 //   /logout                    200, Set-Cookie: SESSIONID=; Max-Age=0 (a logout)
 class TestBackend {

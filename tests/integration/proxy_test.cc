@@ -493,6 +493,15 @@ TEST_F(ProxyTest, RefusedUpstreamGives502) {
       [&] { return tessera_->stdoutText().find("\"status\":502") != std::string::npos; }));
 }
 
+TEST_F(ProxyTest, AnOversizedResponseHeadGives502) {
+  start();
+  CommandResult r = curl({"-w", "|%{http_code}", url("/hugehead")});
+  EXPECT_NE(r.output.find("|502"), std::string::npos) << r.output.substr(0, 200);
+  // The worker is fine afterwards.
+  CommandResult ok = curl({"-o", "/dev/null", "-w", "%{http_code}", url("/echo")});
+  EXPECT_EQ(ok.output, "200");
+}
+
 TEST_F(ProxyTest, SilentUpstreamGives504AfterReadTimeout) {
   opts_.upstream_extra = "read_timeout: 500ms";
   start();

@@ -44,6 +44,7 @@ class NoopFactory : public Factory {
 class NullOwner : public PluginChain::Owner {
  public:
   void chainResumed() override {}
+  void responseResumed() override {}
   void chainReplied(tessera::proxy::LocalReply) override {}
 };
 
@@ -107,7 +108,7 @@ void BM_PluginChain(benchmark::State& state) {
 
   for (auto _ : state) {
     PluginChain chain(owner, route, *snapshot, *store, metrics, client);
-    benchmark::DoNotOptimize(chain.runRequest(request, "shop.example"));
+    benchmark::DoNotOptimize(chain.runRequest(request, "shop.example", false));
     benchmark::DoNotOptimize(chain.runResponse(response));
     chain.finish();
   }

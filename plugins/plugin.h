@@ -126,11 +126,18 @@ class Plugin {
  public:
   virtual ~Plugin() = default;
   virtual Verdict onRequestHeaders(Request&) { return Verdict::kContinue; }
-  // Only for plugins whose factory asks for the body (wantsRequestBody); bounded by the route's
-  // max_body_bytes. `last` is true for the final piece.
+  // For plugins whose factory says wantsRequestBody(): asked once every head hook has gone on.
+  // True: this request's body comes through onRequestBody() before anything goes upstream.
+  virtual bool wantsBody() const { return true; }
+  // The body as it arrives, in pieces (without chunked framing), bounded by limits.max_body_bytes
+  // (over it, the client gets 413 and the plugin nothing more). `last` is true for the final
+  // piece, which may be empty. A request without a body gets no call. kStop here waits like a
+  // head hook; later pieces are kept meanwhile.
   virtual Verdict onRequestBody(Request&, std::string_view /*chunk*/, bool /*last*/) {
     return Verdict::kContinue;
   }
+  // The upstream's response head, in the reverse of the route's order. kStop waits: the head and
+  // whatever follows it are held until resume() (or replaced by sendLocalReply()).
   virtual Verdict onResponseHeaders(Response&) { return Verdict::kContinue; }
   // The request is over: cancel pending store operations and timers here.
   virtual void onDestroy() {}
@@ -150,6 +157,8 @@ class Factory {
  public:
   virtual ~Factory() = default;
   virtual std::unique_ptr<Plugin> create(Context& context, Callbacks& callbacks) const = 0;
+  // True if this plugin may read request bodies (then Plugin::wantsBody() decides per request).
+  // Routes that list such a plugin keep each request's body until the plugins have agreed.
   virtual bool wantsRequestBody() const { return false; }
 };
 

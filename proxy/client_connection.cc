@@ -356,7 +356,7 @@ void ClientConnection::handleClientWritable() {
 void ClientConnection::processInput() {
   while (phase_ == Phase::kWaitRequest || phase_ == Phase::kHead ||
          (phase_ == Phase::kExchange && !request_done_)) {
-    if (evbuffer_get_length(upstream_out_) > kHighWater) {
+    if (evbuffer_get_length(upstream_out_) > kHighWater && !(head_held_ && hold_body_)) {
       client_read_paused_ = true;
       wantClientRead(false);  // resumed once the upstream has taken the bytes
       break;
@@ -394,7 +394,11 @@ void ClientConnection::processInput() {
   else
     event_del(timer_ev_);
   if (head_held_) {
-    if (!chain_) startRequestChain();
+    if (!chain_) {
+      startRequestChain();
+    } else if (hold_body_) {
+      feedChainBody();
+    }
     return;  // the plugins have the request
   }
   // Nothing goes upstream before this point: a request that turned out bad in this batch of
@@ -421,6 +425,8 @@ int ClientConnection::onHeadComplete() {
     // The head goes upstream once the plugins agree (they may change it); body bytes parsed
     // meanwhile queue behind it in upstream_out_. Reading pauses only if a plugin waits.
     head_held_ = true;
+    hold_body_ = std::any_of(route_->plugins.begin(), route_->plugins.end(),
+                             [](const PluginTarget* p) { return p->factory->wantsRequestBody(); });
     return 0;
   }
   beginUpstreamRequest();
@@ -440,13 +446,19 @@ void ClientConnection::beginUpstreamRequest() {
   upstream_head_.clear();
   writeUpstreamRequestHead(h, fwd, upstream_head_);
   evbuffer_prepend(upstream_out_, upstream_head_.data(), upstream_head_.size());
+  sendContinue();
+}
+
+// Answers Expect: 100-continue once, when the body is wanted (by the upstream, or by a plugin);
+// answered here rather than relayed: tessera reads the body either way.
+void ClientConnection::sendContinue() {
+  const MessageHead& h = request_.head();
   bool has_body = h.chunked || h.content_length.value_or(0) > 0;
-  if (expect_continue_ && has_body && h.http_minor >= 1 && !request_done_) {
-    // Answered here rather than relayed: tessera reads the body either way.
-    static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
-    evbuffer_add(out_, k100.data(), k100.size());
-    flushClient();
-  }
+  if (!expect_continue_ || continue_sent_ || !has_body || h.http_minor < 1 || request_done_) return;
+  continue_sent_ = true;
+  static constexpr std::string_view k100 = "HTTP/1.1 100 Continue\r\n\r\n";
+  evbuffer_add(out_, k100.data(), k100.size());
+  flushClient();
 }
 
 void ClientConnection::startRequestChain() {
@@ -461,25 +473,65 @@ void ClientConnection::startRequestChain() {
                                     worker_.sessionCache().store(), worker_.counters(), client);
   const MessageHead& h = request_.head();
   RequestTarget target = requestTarget(h.url, h.headers.find("host"));
-  PluginChain::State state = chain_->runRequest(request_.head(), target.host);
-  if (state == PluginChain::State::kDone) chainResumed();
-  if (state == PluginChain::State::kReplied) chainReplied(chain_->takeReply());
-  // A plugin waits (for the store): read nothing more until it calls back through
-  // chainResumed() or chainReplied(). Not toggled otherwise: two epoll_ctl calls per request.
-  if (state == PluginChain::State::kWaiting) wantClientRead(false);
+  bool has_body = h.chunked || h.content_length.value_or(0) > 0;
+  PluginChain::State state = chain_->runRequest(request_.head(), target.host, has_body);
+  if (state == PluginChain::State::kNeedBody) {
+    feedChainBody();  // what the first batch of bytes held
+    return;
+  }
+  onChainState(state);
+}
+
+// Gives the chain the body bytes parsed since the last call.
+void ClientConnection::feedChainBody() {
+  std::string piece;
+  piece.swap(held_body_);
+  onChainState(chain_->addBody(piece, request_done_));
+}
+
+void ClientConnection::onChainState(PluginChain::State state) {
+  switch (state) {
+    case PluginChain::State::kDone:
+      chainResumed();
+      break;
+    case PluginChain::State::kNeedBody:
+      sendContinue();
+      break;
+    case PluginChain::State::kReplied:
+      chainReplied(chain_->takeReply());
+      break;
+    case PluginChain::State::kWaiting:
+      // A plugin waits (for the store): read nothing more until it calls back through
+      // chainResumed() or chainReplied(). Not toggled otherwise: two epoll_ctl calls per request.
+      wantClientRead(false);
+      break;
+  }
 }
 
 void ClientConnection::chainResumed() {
   if (phase_ != Phase::kExchange || !head_held_) return;
-  head_held_ = false;
-  beginUpstreamRequest();
   if (!client_eof_) wantClientRead(true);
+  if (chain_->requestState() == PluginChain::State::kNeedBody) {
+    sendContinue();
+    processInput();  // parses what is buffered and hands the body on
+    return;
+  }
+  head_held_ = false;
+  held_body_.clear();
+  beginUpstreamRequest();
   processInput();  // parses what is buffered, then sends the request upstream
 }
 
 void ClientConnection::chainReplied(LocalReply reply) {
   if (phase_ != Phase::kExchange) return;
+  if (response_waiting_) {
+    // The upstream's answer is replaced; the rest of it is never read.
+    response_waiting_ = false;
+    response_pending_.clear();
+    upstream_.reset();
+  }
   head_held_ = false;
+  held_body_.clear();
   evbuffer_drain(upstream_out_, evbuffer_get_length(upstream_out_));
   std::string extra;
   for (const plugins::HeaderField& f : reply.headers) {
@@ -535,6 +587,7 @@ int ClientConnection::onBody(const char* data, size_t len) {
   } else {
     evbuffer_add(upstream_out_, data, len);
   }
+  if (head_held_ && hold_body_) held_body_.append(data, len);
   return 0;
 }
 
@@ -591,7 +644,9 @@ void ClientConnection::finishRequest(int status, bool close_after) {
 
 void ClientConnection::nextRequest() {
   endChain();
-  head_held_ = false;
+  head_held_ = hold_body_ = continue_sent_ = response_waiting_ = false;
+  held_body_.clear();
+  response_pending_.clear();
   request_.resume();
   route_ = nullptr;
   request_done_ = false;

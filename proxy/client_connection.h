@@ -91,7 +91,11 @@ class ClientConnection : private HttpParser::Sink,
   // The route's plugins (plugin_chain.h).
   void startRequestChain();
   void chainResumed() override;
+  void responseResumed() override;
   void chainReplied(LocalReply reply) override;
+  void onChainState(PluginChain::State state);
+  void feedChainBody();
+  void sendContinue();
   void endChain();
   void finishRequest(int status, bool close_after);
   void nextRequest();
@@ -110,6 +114,8 @@ class ClientConnection : private HttpParser::Sink,
   void endExchange(bool reusable);
   void resumeUpstreamRead();
   int onResponseHead();
+  int beginResponse();
+  bool feedResponse(const char* data, size_t len);
   int onResponseBody(const char* data, size_t len);
   int onResponseComplete();
 
@@ -155,6 +161,12 @@ class ClientConnection : private HttpParser::Sink,
   std::unique_ptr<PluginChain> chain_;                      // the current request's plugins
   std::vector<std::unique_ptr<PluginChain>> spent_chains_;  // finished; freed when safe
   bool head_held_ = false;  // the plugins have not agreed yet: nothing goes upstream
+  bool hold_body_ = false;  // a plugin reads the body: keep it (raw) for the chain, uncapped by
+                            // kHighWater (max_body_bytes bounds it)
+  std::string held_body_;   // body bytes parsed but not yet given to the chain
+  bool continue_sent_ = false;
+  bool response_waiting_ = false;  // a response hook waits; the upstream's head is held
+  std::string response_pending_;   // upstream bytes after that head
   std::optional<LocalReply> plugin_reply_;  // a response hook's answer, replacing the upstream's
 
   // The exchange with the upstream.

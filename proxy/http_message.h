@@ -102,6 +102,9 @@ class HttpParser {
   // The peer closed: completes a read-until-close message.
   llhttp_errno_t finish();
   void resume();  // after HPE_PAUSED
+  // From inside on_headers_complete, before returning HPE_PAUSED: when resumed, treat the message
+  // as bodiless (what returning 1 does without a pause; a response to HEAD).
+  void skipBodyOnResume() { parser_.flags |= F_SKIPBODY; }
   void reset();   // start over (a fresh message; the head is cleared)
 
   MessageHead& head() { return head_; }

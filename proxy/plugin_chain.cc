@@ -36,7 +36,8 @@ void HeadView::setHeader(std::string_view name, std::string_view value) {
 
 class PluginChain::Slot : public plugins::Context, public plugins::Callbacks {
  public:
-  Slot(PluginChain& chain, const PluginTarget& target) : chain_(chain), name_(target.name) {
+  Slot(PluginChain& chain, const PluginTarget& target)
+      : may_read_body(target.factory->wantsRequestBody()), chain_(chain), name_(target.name) {
     plugin = target.factory->create(*this, *this);
   }
 
@@ -63,6 +64,8 @@ class PluginChain::Slot : public plugins::Context, public plugins::Callbacks {
   void sendLocalReply(int status, std::vector<plugins::HeaderField> headers,
                       std::string body) override;
 
+  const bool may_read_body;  // its factory's wantsRequestBody()
+  bool reads_body = false;   // and this request's plugin said wantsBody()
   std::unique_ptr<plugins::Plugin> plugin;
 
  private:
@@ -88,10 +91,7 @@ void PluginChain::Slot::resume() {
   }
   if (!chain_.waiting_) return;  // a second resume(), or after a reply: ignored
   chain_.waiting_ = false;
-  ++chain_.next_;
-  State s = chain_.runRequestHooks();
-  if (s == State::kDone) chain_.owner_.chainResumed();
-  if (s == State::kReplied) chain_.owner_.chainReplied(chain_.takeReply());
+  chain_.resumed();
 }
 
 void PluginChain::Slot::sendLocalReply(int status, std::vector<plugins::HeaderField> headers,
@@ -110,6 +110,7 @@ PluginChain::PluginChain(Owner& owner, const RouteTarget& route, const Snapshot&
     : owner_(owner), snapshot_(snapshot), store_(store), metrics_(metrics), client_(client) {
   for (const PluginTarget* target : route.plugins) {
     slots_.push_back(std::make_unique<Slot>(*this, *target));
+    wants_body_ = wants_body_ || slots_.back()->may_read_body;
   }
 }
 
@@ -121,43 +122,108 @@ void PluginChain::finish() {
   for (auto& slot : slots_) slot->plugin->onDestroy();
 }
 
-PluginChain::State PluginChain::runRequest(MessageHead& head, std::string host) {
+PluginChain::State PluginChain::runRequest(MessageHead& head, std::string host, bool has_body) {
   request_ = std::make_unique<HeadView>(head, std::move(host));
+  phase_ = Phase::kHead;
   next_ = 0;
-  return runRequestHooks();
+  has_body_ = has_body;
+  if (!has_body) body_complete_ = true;  // body hooks never run for a request without one
+  return advanceRequest();
 }
 
-PluginChain::State PluginChain::runRequestHooks() {
-  while (next_ < slots_.size()) {
+PluginChain::State PluginChain::addBody(std::string_view piece, bool last) {
+  if (finished_ || reply_ || body_complete_) return requestState();
+  body_queue_.append(piece);
+  body_complete_ = last;
+  if (waiting_ || in_hook_ || phase_ != Phase::kBody) return requestState();
+  return advanceRequest();
+}
+
+PluginChain::State PluginChain::requestState() const {
+  if (reply_) return State::kReplied;
+  if (waiting_) return State::kWaiting;
+  if (phase_ == Phase::kBody) return State::kNeedBody;
+  return phase_ == Phase::kHead ? State::kWaiting : State::kDone;
+}
+
+std::optional<PluginChain::State> PluginChain::afterHook(plugins::Verdict v) {
+  in_hook_ = false;
+  if (reply_) return State::kReplied;
+  if (v == plugins::Verdict::kStop && !resumed_) {
+    waiting_ = true;
+    return State::kWaiting;
+  }
+  return std::nullopt;
+}
+
+PluginChain::State PluginChain::advanceRequest() {
+  for (; phase_ == Phase::kHead && next_ < slots_.size(); ++next_) {
     in_hook_ = true;
     resumed_ = false;
-    plugins::Verdict v = slots_[next_]->plugin->onRequestHeaders(*request_);
-    in_hook_ = false;
-    if (reply_) return State::kReplied;
-    if (v == plugins::Verdict::kStop && !resumed_) {
-      waiting_ = true;
-      return State::kWaiting;
+    if (auto s = afterHook(slots_[next_]->plugin->onRequestHeaders(*request_))) return *s;
+  }
+  if (phase_ == Phase::kHead) {
+    bool reads = false;
+    for (auto& slot : slots_) {
+      slot->reads_body = has_body_ && slot->may_read_body && slot->plugin->wantsBody();
+      reads = reads || slot->reads_body;
     }
-    ++next_;
+    phase_ = reads ? Phase::kBody : Phase::kAgreed;
+    next_ = slots_.size();  // no piece is being delivered yet
+  }
+  while (phase_ == Phase::kBody) {
+    if (next_ == slots_.size()) {  // the current piece has been through every plugin
+      if (body_last_) {
+        phase_ = Phase::kAgreed;
+        break;
+      }
+      if (body_queue_.empty() && !body_complete_) return State::kNeedBody;
+      body_.swap(body_queue_);
+      body_queue_.clear();
+      body_last_ = body_complete_;
+      next_ = 0;
+    }
+    for (; next_ < slots_.size(); ++next_) {
+      if (!slots_[next_]->reads_body) continue;
+      in_hook_ = true;
+      resumed_ = false;
+      plugins::Verdict v = slots_[next_]->plugin->onRequestBody(*request_, body_, body_last_);
+      if (auto s = afterHook(v)) return *s;
+    }
   }
   return State::kDone;
 }
 
 PluginChain::State PluginChain::runResponse(MessageHead& head) {
-  HeadView view(head, "");
-  for (size_t i = slots_.size(); i-- > 0;) {  // the reverse of the request order, as Envoy does
+  response_ = std::make_unique<HeadView>(head, "");
+  phase_ = Phase::kResponse;
+  next_ = slots_.size();
+  return advanceResponse();
+}
+
+PluginChain::State PluginChain::advanceResponse() {
+  for (; next_ > 0; --next_) {  // the reverse of the request order, as Envoy does
     in_hook_ = true;
     resumed_ = false;
-    plugins::Verdict v = slots_[i]->plugin->onResponseHeaders(view);
-    in_hook_ = false;
-    if (reply_) return State::kReplied;
-    if (v == plugins::Verdict::kStop && !resumed_) {
-      spdlog::error("a plugin stopped a response without replying; answering 502");
-      reply_ = LocalReply{502, {}, "bad gateway\n"};
-      return State::kReplied;
-    }
+    if (auto s = afterHook(slots_[next_ - 1]->plugin->onResponseHeaders(*response_))) return *s;
   }
+  phase_ = Phase::kResponded;
   return State::kDone;
+}
+
+// A hook that waited called resume(): go on after it.
+void PluginChain::resumed() {
+  if (phase_ == Phase::kResponse) {
+    --next_;
+    State s = advanceResponse();
+    if (s == State::kDone) owner_.responseResumed();
+    if (s == State::kReplied) owner_.chainReplied(takeReply());
+    return;
+  }
+  ++next_;
+  State s = advanceRequest();
+  if (s == State::kDone || s == State::kNeedBody) owner_.chainResumed();
+  if (s == State::kReplied) owner_.chainReplied(takeReply());
 }
 
 std::string PluginChain::fingerprint(const std::vector<std::string>& attributes, int v4,

@@ -8,10 +8,16 @@
 // Ownership: the ClientConnection owns the chain for the length of one request; the chain owns
 // the plugin instances and calls onDestroy() on each before they go.
 //
-// Verdicts: run*() returns kDone (every hook went on), kWaiting (a hook returned kStop; the
-// Owner hears later through chainResumed()/chainReplied()) or kReplied (a plugin answered during
-// the hook; take the reply with takeReply()). A resume() called inside the hook that returned
-// kStop counts as going on.
+// Phases of one request: request-head hooks in route order; then, if any plugin wants the body
+// and the request has one, body hooks in route order, piece by piece as the body arrives; then
+// (once the upstream's head is in) response hooks in reverse order. Nothing goes upstream until
+// the request phases are over, so a body plugin sees the whole body before the backend does.
+//
+// Verdicts: runRequest()/addBody()/runResponse() return kDone (the phase is over: for a request,
+// it may go upstream), kNeedBody (every hook so far went on; feed more body), kWaiting (a hook
+// returned kStop; the Owner hears later through chainResumed(), responseResumed() or
+// chainReplied()) or kReplied (a plugin answered during the hook; take it with takeReply()).
+// A resume() called inside the hook that returned kStop counts as going on.
 
 #include <sys/socket.h>
 
@@ -55,14 +61,17 @@ struct LocalReply {
 
 class PluginChain {
  public:
-  enum class State { kDone, kWaiting, kReplied };
+  enum class State { kDone, kNeedBody, kWaiting, kReplied };
 
   class Owner {
    public:
     virtual ~Owner() = default;
-    // A waiting request may go on (every remaining request hook went on).
+    // A request-side wait ended with resume(): requestState() tells whether the request may go
+    // upstream (kDone) or more body is wanted (kNeedBody).
     virtual void chainResumed() = 0;
-    // A plugin answered the client while the request was waiting.
+    // A response-side wait ended with resume(): the upstream's head may go to the client.
+    virtual void responseResumed() = 0;
+    // A plugin answered the client while the request (or the response) was waiting.
     virtual void chainReplied(LocalReply reply) = 0;
   };
 
@@ -79,20 +88,31 @@ class PluginChain {
   PluginChain(const PluginChain&) = delete;
   PluginChain& operator=(const PluginChain&) = delete;
 
-  State runRequest(MessageHead& head, std::string host);
+  // Whether any plugin of the route may read request bodies.
+  bool wantsBody() const { return wants_body_; }
+  // `has_body`: the request carries a body (chunked, or a Content-Length above 0).
+  State runRequest(MessageHead& head, std::string host, bool has_body);
+  // The next piece of the request body (raw, without chunk framing); `last` with the final piece
+  // (which may be empty). Pieces that arrive while a plugin waits are kept and delivered later.
+  State addBody(std::string_view piece, bool last);
+  State requestState() const;
   // The request is over: every plugin's onDestroy() runs now (cancelling its store calls), and
   // later callbacks from plugins are ignored. The object may be destroyed later, once no plugin
   // code is on the stack.
   void finish();
-  // Response hooks run once the upstream's head is in; a plugin may change the head or answer
-  // instead. Waiting is not offered on responses yet: a kStop with neither resume() nor a reply
-  // inside the hook is answered with 502 and logged.
+  // Response hooks run once the upstream's head is in; a plugin may change the head, answer
+  // instead, or wait (the head must then stay valid until the Owner hears back).
   State runResponse(MessageHead& head);
   LocalReply takeReply() { return std::move(*reply_); }
 
  private:
   class Slot;
-  State runRequestHooks();
+  enum class Phase { kHead, kBody, kAgreed, kResponse, kResponded };
+  State advanceRequest();
+  State advanceResponse();
+  // A hook returned: the state it leaves the chain in, or nullopt to go on with the next hook.
+  std::optional<State> afterHook(plugins::Verdict v);
+  void resumed();
   std::string fingerprint(const std::vector<std::string>& attributes, int v4, int v6) const;
 
   Owner& owner_;
@@ -102,7 +122,15 @@ class PluginChain {
   Client client_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<HeadView> request_;
-  size_t next_ = 0;       // the request hook to run next
+  std::unique_ptr<HeadView> response_;
+  Phase phase_ = Phase::kHead;
+  bool wants_body_ = false;
+  bool has_body_ = false;
+  size_t next_ = 0;       // the hook to run next (response hooks count down from the end)
+  std::string body_;      // the piece being delivered
+  bool body_last_ = false;
+  std::string body_queue_;  // pieces that arrived while a plugin waited
+  bool body_complete_ = false;  // the final piece has been queued
   bool in_hook_ = false;  // a hook is on the stack
   bool resumed_ = false;  // resume() came inside the running hook
   bool waiting_ = false;  // a hook returned kStop and has not resumed or replied

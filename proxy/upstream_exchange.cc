@@ -123,25 +123,7 @@ void ClientConnection::readUpstream() {
       return;
     }
     bool short_read = static_cast<size_t>(n) < worker_.scratchSize();
-    HttpParser::Result r = response_->feed(worker_.scratch(), static_cast<size_t>(n));
-    if (r.error == HPE_PAUSED) {
-      // Bytes after the response would be a protocol violation: do not reuse the connection.
-      endExchange(r.consumed == static_cast<size_t>(n));
-      return;
-    }
-    if (r.error != HPE_OK && plugin_reply_) {
-      upstream_.reset();  // its response was replaced: the rest of it is never read
-      LocalReply reply = std::move(*plugin_reply_);
-      plugin_reply_.reset();
-      chainReplied(std::move(reply));
-      return;
-    }
-    if (r.error != HPE_OK) {
-      spdlog::warn("upstream {}: bad response from {}: {}", route_->upstream->conf->name,
-                   upstream_name_, response_->errorReason());
-      upstreamFailed(502);
-      return;
-    }
+    if (!feedResponse(worker_.scratch(), static_cast<size_t>(n))) return;
     if (short_read) break;  // drained; level-triggered events bring the rest
   }
   if (!upstream_) return;
@@ -153,7 +135,58 @@ void ClientConnection::readUpstream() {
   }
 }
 
+// Parses response bytes from the upstream. Returns false once they ended the exchange (or a
+// response hook now waits), so the caller stops reading.
+bool ClientConnection::feedResponse(const char* data, size_t len) {
+  HttpParser::Result r = response_->feed(data, len);
+  if (r.error == HPE_PAUSED && response_waiting_) {
+    // A response hook waits: keep what came after the head, read nothing more until it is done.
+    response_pending_.assign(data + r.consumed, len - r.consumed);
+    upstream_read_paused_ = true;
+    upstream_->wantRead(false);
+    return false;
+  }
+  if (r.error == HPE_PAUSED) {
+    // Bytes after the response would be a protocol violation: do not reuse the connection.
+    endExchange(r.consumed == len);
+    return false;
+  }
+  if (r.error != HPE_OK && plugin_reply_) {
+    upstream_.reset();  // its response was replaced: the rest of it is never read
+    LocalReply reply = std::move(*plugin_reply_);
+    plugin_reply_.reset();
+    chainReplied(std::move(reply));
+    return false;
+  }
+  if (r.error != HPE_OK) {
+    spdlog::warn("upstream {}: bad response from {}: {}", route_->upstream->conf->name,
+                 upstream_name_, response_->errorReason());
+    upstreamFailed(502);
+    return false;
+  }
+  return true;
+}
+
+// Every response hook went on after one of them waited: the held head goes out, then the bytes
+// that came with it, then reading resumes.
+void ClientConnection::responseResumed() {
+  if (!response_waiting_ || !upstream_) return;
+  response_waiting_ = false;
+  beginResponse();  // a HEAD's bodiless framing was set when the parser paused
+  response_->resume();
+  std::string pending;
+  pending.swap(response_pending_);
+  if (!pending.empty() && !feedResponse(pending.data(), pending.size())) {
+    flushClient();
+    return;
+  }
+  flushClient();
+  if (phase_ == Phase::kClosed || !upstream_) return;
+  if (evbuffer_get_length(out_) <= kHighWater) resumeUpstreamRead();
+}
+
 void ClientConnection::resumeUpstreamRead() {
+  if (response_waiting_) return;  // a response hook still holds the head
   upstream_read_paused_ = false;
   if (upstream_) {
     upstream_->wantRead(true);
@@ -232,7 +265,18 @@ int ClientConnection::onResponseHead() {
       plugin_reply_ = chain_->takeReply();
       return -1;  // readUpstream() drops the upstream's answer and sends this one
     }
+    if (s == PluginChain::State::kWaiting) {
+      response_waiting_ = true;
+      if (head_request_) response_->skipBodyOnResume();
+      return HPE_PAUSED;  // feedResponse() keeps the rest; responseResumed() goes on
+    }
   }
+  return beginResponse();
+}
+
+// Sends the (final) response head to the client. Returns what on_headers_complete returns.
+int ClientConnection::beginResponse() {
+  const MessageHead& h = response_->head();
   response_started_ = true;
   ResponseFraming f;
   f.http10_client = request_.head().http_minor == 0;

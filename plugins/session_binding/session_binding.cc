@@ -255,11 +255,17 @@ class SessionBinding : public Plugin {
         context_(context),
         callbacks_(callbacks) {}
   // onDestroy() always comes first; this is only the backstop against a callback on a dead object.
-  ~SessionBinding() override { cancelLookup(); }
+  ~SessionBinding() override {
+    cancelLookup();
+    cancelWrites();
+  }
 
   Verdict onRequestHeaders(Request& request) override;
   Verdict onResponseHeaders(Response& response) override;
-  void onDestroy() override { cancelLookup(); }
+  void onDestroy() override {
+    cancelLookup();
+    cancelWrites();
+  }
 
  private:
   bool findCookie(const Request& request);
@@ -272,6 +278,9 @@ class SessionBinding : public Plugin {
   void reject(std::string_view body);
 
   void onSetCookie(const SetCookie& cookie);
+  void cancelWrites();
+  // The completion of the write about to be pushed onto writes_.
+  cache::Callback onWritten();
   void bind(std::string_view value, cache::Seconds ttl);
   void unbind();
   const std::string& fingerprint();
@@ -285,6 +294,7 @@ class SessionBinding : public Plugin {
   std::string key_;  // its binding's store key
   std::optional<std::string> fingerprint_;
   cache::OpId pending_ = 0;
+  std::vector<cache::OpId> writes_;  // binding writes of the response; 0 once done
   bool mismatched_ = false;  // the lookup found another device's binding
 };
 
@@ -380,6 +390,9 @@ void SessionBinding::reject(std::string_view body) {
   callbacks_.sendLocalReply(403, {{"Content-Type", "text/plain"}}, std::string(body));
 }
 
+// The response waits for its binding writes: a client that sends the new cookie at once, to any
+// node, then finds the binding in the store. A failed or late write still lets the response go
+// (the next request then follows on_unknown).
 Verdict SessionBinding::onResponseHeaders(Response& response) {
   for (std::string_view line : response.headers("Set-Cookie")) {
     std::optional<SetCookie> cookie = parseSetCookie(line);
@@ -387,7 +400,25 @@ Verdict SessionBinding::onResponseHeaders(Response& response) {
     const std::vector<std::string>& names = config_.cookies;
     if (std::find(names.begin(), names.end(), cookie->name) != names.end()) onSetCookie(*cookie);
   }
-  return Verdict::kContinue;
+  return writes_.empty() ? Verdict::kContinue : Verdict::kStop;
+}
+
+void SessionBinding::cancelWrites() {
+  for (cache::OpId id : writes_) context_.store().cancel(id);
+  writes_.clear();
+}
+
+cache::Callback SessionBinding::onWritten() {
+  return [this, id_slot = writes_.size()](cache::Result result) {
+    if (result.status != cache::Status::kOk && result.status != cache::Status::kNotFound) {
+      context_.count("write_failed");
+    }
+    writes_[id_slot] = 0;
+    if (std::all_of(writes_.begin(), writes_.end(), [](cache::OpId id) { return id == 0; })) {
+      writes_.clear();
+      callbacks_.resume();  // last step: may end the request and destroy this instance
+    }
+  };
 }
 
 void SessionBinding::onSetCookie(const SetCookie& cookie) {
@@ -406,20 +437,22 @@ void SessionBinding::onSetCookie(const SetCookie& cookie) {
   bind(cookie.value, *ttl);
 }
 
-// Fire and forget: the callbacks capture nothing, since the request may be over when they run.
+// Each write is tracked in writes_ until it completes; onDestroy() cancels what is left.
 void SessionBinding::bind(std::string_view value, cache::Seconds ttl) {
   std::optional<std::string> key = bindingKey(state_->sha256.get(), value);
   if (!key) return context_.count("error");
   std::string sealed = context_.seal(*key, fingerprint());
   // AES-GCM output is never empty (the tag alone is 16 bytes): empty means sealing failed.
   if (sealed.empty()) return context_.count("error");
-  context_.store().set(*key, sealed, ttl, kWriteTimeout, [](cache::Result) {});
+  cache::Callback done = onWritten();
+  writes_.push_back(context_.store().set(*key, sealed, ttl, kWriteTimeout, std::move(done)));
   context_.count("bound");
 }
 
 void SessionBinding::unbind() {
   if (key_.empty()) return;
-  context_.store().remove(key_, kWriteTimeout, [](cache::Result) {});
+  cache::Callback done = onWritten();
+  writes_.push_back(context_.store().remove(key_, kWriteTimeout, std::move(done)));
   context_.count("logout");
 }
 

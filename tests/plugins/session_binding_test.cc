@@ -402,6 +402,7 @@ std::string httpDate(std::chrono::system_clock::time_point t) {
 
 struct Outcome {
   Verdict verdict = Verdict::kContinue;
+  Verdict response_verdict = Verdict::kContinue;
   size_t resumes = 0;
   std::vector<Reply> replies;
 
@@ -437,12 +438,18 @@ class SessionBindingTest : public ::testing::Test {
       std::vector<HeaderField> lines;
       for (const std::string& line : set_cookies) lines.push_back({"Set-Cookie", line});
       FakeResponse response(std::move(lines));
-      EXPECT_EQ(plugin->onResponseHeaders(response), Verdict::kContinue);
+      // The response waits for its binding writes, and resumes once they are done.
+      out.response_verdict = plugin->onResponseHeaders(response);
+      if (out.response_verdict == Verdict::kStop) {
+        EXPECT_EQ(callbacks.resumes, out.resumes);  // never inside the hook
+        EXPECT_TRUE(stepUntil(base_.get(), [&] { return callbacks.resumes > out.resumes; }));
+      }
     }
     plugin->onDestroy();
     plugin.reset();
     runFor(base_.get(), Millis(2));
-    EXPECT_EQ(callbacks.answers(), out.verdict == Verdict::kStop ? 1u : 0u);
+    size_t waits = (out.verdict == Verdict::kStop) + (out.response_verdict == Verdict::kStop);
+    EXPECT_EQ(callbacks.answers(), waits);
     return out;
   }
 
@@ -500,6 +507,43 @@ TEST_F(SessionBindingTest, LoginStoresSealedFingerprintUnderHashedKey) {
   EXPECT_EQ(store_.last_ttl, hours(24));  // no Max-Age, no Expires: default_lifetime
   EXPECT_EQ(context_.last_attributes, (std::vector<std::string>{"ip", "header:x-device-id"}));
   EXPECT_EQ(context_.last_prefixes, std::make_pair(24, 48));
+}
+
+TEST_F(SessionBindingTest, TheLoginResponseWaitsUntilTheBindingIsStored) {
+  auto f = factory();
+  FakeCallbacks callbacks;
+  std::unique_ptr<Plugin> plugin = f->create(context_, callbacks);
+  FakeRequest request(std::vector<HeaderField>{});
+  ASSERT_EQ(plugin->onRequestHeaders(request), Verdict::kContinue);
+  FakeResponse response(std::vector<HeaderField>{{"Set-Cookie", "SESSIONID=abc"}});
+  ASSERT_EQ(plugin->onResponseHeaders(response), Verdict::kStop);
+  EXPECT_EQ(callbacks.answers(), 0u);
+  EXPECT_TRUE(stepUntil(base_.get(), [&] { return callbacks.answers() > 0; }));
+  EXPECT_EQ(callbacks.resumes, 1u);
+  plugin->onDestroy();
+  EXPECT_TRUE(stored(kAbcKey).has_value());  // the write landed before the response went on
+}
+
+TEST_F(SessionBindingTest, AResponseWithoutSessionCookiesDoesNotWait) {
+  auto f = factory();
+  FakeCallbacks callbacks;
+  std::unique_ptr<Plugin> plugin = f->create(context_, callbacks);
+  FakeResponse response(std::vector<HeaderField>{{"Set-Cookie", "theme=dark"}});
+  EXPECT_EQ(plugin->onResponseHeaders(response), Verdict::kContinue);
+}
+
+TEST_F(SessionBindingTest, DestroyWhileBindingWritePendingCancelsIt) {
+  auto f = factory();
+  FakeCallbacks callbacks;
+  std::unique_ptr<Plugin> plugin = f->create(context_, callbacks);
+  FakeResponse response(std::vector<HeaderField>{{"Set-Cookie", "SESSIONID=abc"},
+                                                  {"Set-Cookie", "SESSIONID=def"}});
+  ASSERT_EQ(plugin->onResponseHeaders(response), Verdict::kStop);
+  plugin->onDestroy();  // the client went away
+  plugin.reset();
+  EXPECT_EQ(store_.cancels.size(), 2u);
+  runFor(base_.get(), Millis(5));
+  EXPECT_EQ(callbacks.answers(), 0u);
 }
 
 TEST_F(SessionBindingTest, SameDevicePasses) {

@@ -176,7 +176,9 @@ void ClientConnection::responseResumed() {
   response_->resume();
   std::string pending;
   pending.swap(response_pending_);
-  if (!pending.empty() && !feedResponse(pending.data(), pending.size())) {
+  // Fed even when empty: the parser then completes a bodiless message (HEAD, 204, 304, length 0)
+  // without waiting for bytes that will never come.
+  if (!feedResponse(pending.data(), pending.size())) {
     flushClient();
     return;
   }

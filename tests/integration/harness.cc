@@ -478,8 +478,15 @@ void TestBackend::serve(int fd) {
         out += "Content-Length: 0\r\n\r\n";
         close_now = true;
       } else if (path == "/login") {
+        // ?bytes=N: a body of N pattern bytes instead of "ok\n".
+        std::string body = "ok\n";
+        if (uint64_t n = std::stoull("0" + queryValue(h.url, "bytes")); n > 0) {
+          body.clear();
+          for (uint64_t k = 0; k < n; ++k) body.push_back(static_cast<char>(patternByte(k)));
+        }
         out = "HTTP/1.1 200 OK\r\nSet-Cookie: SESSIONID=" + queryValue(h.url, "sid") +
-              "; Max-Age=3600; Path=/; HttpOnly\r\nContent-Length: 3\r\n\r\nok\n";
+              "; Max-Age=3600; Path=/; HttpOnly\r\nContent-Length: " +
+              std::to_string(body.size()) + "\r\n\r\n" + (h.method == "HEAD" ? "" : body);
       } else if (path == "/logout") {
         out =
             "HTTP/1.1 200 OK\r\nSet-Cookie: SESSIONID=; Max-Age=0; Path=/\r\n"

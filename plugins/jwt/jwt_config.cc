@@ -18,11 +18,25 @@
 #include <string_view>
 #include <utility>
 
+#include "plugins/config_fields.h"
 #include "plugins/plugin.h"
 
 namespace tessera::plugins {
 namespace {
 
+using fields::boolean;
+using fields::child;
+using fields::contains;
+using fields::fail;
+using fields::forEachEntry;
+using fields::forEachKey;
+using fields::isToken;
+using fields::Item;
+using fields::lowerCase;
+using fields::nonEmpty;
+using fields::parseDuration;
+using fields::scalar;
+using fields::stringList;
 using Json = nlohmann::json;
 
 // A JWKS is a few kilobytes; anything far larger is the wrong file.
@@ -38,120 +52,6 @@ constexpr std::string_view kSigningAlgorithms[] = {"ES256", "ES384", "ES512", "R
 // What cjose decrypts with a key of ours; RSA1_5 is left out on purpose (Bleichenbacher).
 constexpr std::string_view kKeyAgreementAlgorithms[] = {"ECDH-ES", "RSA-OAEP"};
 
-// The proxy frames the request with these, or the plugin reads its token from them: a claim
-// written into one would corrupt the request or erase the token before it is read.
-constexpr std::string_view kReservedHeaders[] = {
-    "host", "content-length", "transfer-encoding", "connection", "keep-alive", "proxy-connection",
-    "te",   "trailer",        "upgrade",           "cookie"};
-
-[[noreturn]] void fail(const YAML::Mark& mark, std::string path, const std::string& message) {
-  throw PluginConfigError(std::move(path), mark.line + 1, mark.column + 1, message);
-}
-
-// A key's value, with where to blame it: a null value has no position of its own (yaml-cpp
-// reports the next token's), so its key's position is used instead.
-struct Item {
-  YAML::Node node;
-  std::string path;
-  YAML::Mark mark;
-};
-
-Item child(const Item& parent, const YAML::Node& node, std::string path) {
-  return Item{node, std::move(path), node.IsNull() ? parent.mark : node.Mark()};
-}
-
-std::string scalar(const Item& item, const std::string& expected) {
-  if (!item.node.IsScalar()) fail(item.mark, item.path, expected);
-  return item.node.Scalar();
-}
-
-std::string nonEmpty(const Item& item, const std::string& expected) {
-  std::string text = scalar(item, expected);
-  if (text.empty()) fail(item.mark, item.path, expected);
-  return text;
-}
-
-// RFC 9110 tchar: header names and cookie names (RFC 6265 cookie-name is a token) are made of it.
-bool isToken(std::string_view text) {
-  static constexpr std::string_view kSpecials = "!#$%&'*+-.^_`|~";
-  return !text.empty() && std::all_of(text.begin(), text.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') ||
-           kSpecials.find(c) != std::string_view::npos;
-  });
-}
-
-std::string lowerCase(std::string_view text) {
-  std::string out(text);
-  for (char& c : out) {
-    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
-  }
-  return out;
-}
-
-template <typename List>
-bool contains(const List& list, std::string_view value) {
-  return std::find(std::begin(list), std::end(list), value) != std::end(list);
-}
-
-// Walks a map's keys, refusing unknown and repeated ones (yaml-cpp keeps both entries of a
-// repeated key, and the second would silently win). Returns the keys seen.
-std::set<std::string> forEachKey(
-    const Item& item, std::initializer_list<std::string_view> known,
-    const std::function<void(const std::string&, const Item&)>& apply) {
-  if (!item.node.IsMap()) fail(item.mark, item.path, "expected a map");
-  std::string prefix = item.path.empty() ? "" : item.path + ".";
-  std::set<std::string> seen;
-  for (const auto& pair : item.node) {
-    const YAML::Node& key = pair.first;
-    if (!key.IsScalar()) fail(key.Mark(), item.path, "expected a string key");
-    const std::string& name = key.Scalar();
-    if (!contains(known, name)) fail(key.Mark(), prefix + name, "unknown key");
-    if (!seen.insert(name).second) fail(key.Mark(), prefix + name, "duplicate key");
-    apply(name,
-          Item{pair.second, prefix + name, pair.second.IsNull() ? key.Mark() : pair.second.Mark()});
-  }
-  return seen;
-}
-
-// Calls `element` on each item of a non-empty list.
-void forEachEntry(const Item& item, const std::function<void(const Item&)>& element) {
-  if (!item.node.IsSequence()) fail(item.mark, item.path, "expected a list");
-  if (item.node.size() == 0) fail(item.mark, item.path, "must not be empty");
-  for (size_t i = 0; i < item.node.size(); ++i) {
-    element(child(item, item.node[i], item.path + "[" + std::to_string(i) + "]"));
-  }
-}
-
-// A non-empty list of distinct values, each checked by `element`.
-template <typename Element>
-std::vector<std::string> stringList(const Item& item, Element element) {
-  std::vector<std::string> out;
-  forEachEntry(item, [&](const Item& entry) {
-    std::string value = element(entry);
-    if (contains(out, value)) fail(entry.mark, entry.path, "duplicate \"" + value + "\"");
-    out.push_back(std::move(value));
-  });
-  return out;
-}
-
-// "<digits><unit>", unit ms, s, m or h; bare digits are seconds, as everywhere in tessera's config.
-std::optional<std::chrono::milliseconds> parseDuration(std::string_view text) {
-  size_t digits = 0;
-  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
-  uint64_t number = 0;
-  auto [end, ec] = std::from_chars(text.data(), text.data() + digits, number);
-  if (digits == 0 || ec != std::errc()) return std::nullopt;
-  std::string_view unit = text.substr(digits);
-  uint64_t factor = unit == "ms"                ? 1
-                    : unit == "s" || unit == "" ? 1'000
-                    : unit == "m"               ? 60'000
-                    : unit == "h"               ? 3'600'000
-                                                : 0;
-  // Anything near the overflow limit is far beyond the bound checked by the caller anyway.
-  if (factor == 0 || number > uint64_t{1} << 40) return std::nullopt;
-  return std::chrono::milliseconds(static_cast<int64_t>(number * factor));
-}
-
 std::chrono::milliseconds clockSkew(const Item& item) {
   static const std::string kExpected = "expected a duration like 0s, 30s or 2m";
   std::optional<std::chrono::milliseconds> value = parseDuration(scalar(item, kExpected));
@@ -160,13 +60,6 @@ std::chrono::milliseconds clockSkew(const Item& item) {
     fail(item.mark, item.path, "must be at most 1h (a larger skew keeps expired tokens alive)");
   }
   return *value;
-}
-
-bool boolean(const Item& item) {
-  std::string text = scalar(item, "expected true or false");
-  if (text == "true") return true;
-  if (text == "false") return false;
-  fail(item.mark, item.path, "expected true or false");
 }
 
 size_t cacheEntries(const Item& item) {
@@ -180,15 +73,6 @@ size_t cacheEntries(const Item& item) {
     fail(item.mark, item.path, kExpected);
   }
   return static_cast<size_t>(value);
-}
-
-std::string headerName(const Item& item) {
-  std::string name = scalar(item, "expected a header name");
-  if (!isToken(name)) fail(item.mark, item.path, "expected a header name (an RFC 9110 token)");
-  if (contains(kReservedHeaders, lowerCase(name))) {
-    fail(item.mark, item.path, "\"" + name + "\" is reserved for the proxy");
-  }
-  return name;
 }
 
 JwtTokenSource tokenSource(const Item& item) {
@@ -414,8 +298,8 @@ std::vector<JwtClaimHeader> claimsToHeaders(const Item& item) {
     for (const JwtClaimHeader& earlier : out) {
       if (earlier.claim == mapping.claim) fail(key.Mark(), path, "duplicate key");
     }
-    mapping.header =
-        headerName(Item{pair.second, path, pair.second.IsNull() ? key.Mark() : pair.second.Mark()});
+    mapping.header = fields::forwardedHeaderName(
+        Item{pair.second, path, pair.second.IsNull() ? key.Mark() : pair.second.Mark()});
     out.push_back(std::move(mapping));
   }
   return out;
@@ -441,7 +325,7 @@ void apply(const std::string& key, const Item& item, JwtConfig& config) {
   } else if (key == "claims_to_headers") {
     config.claims_to_headers = claimsToHeaders(item);
   } else if (key == "forward_payload_header") {
-    config.forward_payload_header = headerName(item);
+    config.forward_payload_header = fields::forwardedHeaderName(item);
   } else if (key == "clock_skew") {
     config.clock_skew = clockSkew(item);
   } else if (key == "required") {

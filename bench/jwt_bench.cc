@@ -228,6 +228,13 @@ class BenchContext : public Context {
   void audit(std::string_view,
              std::initializer_list<std::pair<std::string_view, std::string_view>>) override {}
   void count(std::string_view) override {}
+  bool clientCertificateVerified() const override { return false; }
+  uint64_t post(std::string_view, const OutboundTls&, std::string, std::string_view,
+                std::chrono::milliseconds, OutboundCallback) override {
+    std::abort();  // jwt makes no HTTPS calls
+    return 1;
+  }
+  void cancelPost(uint64_t) override {}
 
  private:
   NullStore store_;

@@ -18,6 +18,7 @@
 #include "plugins/plugin.h"
 #include "proxy/http_message.h"
 #include "proxy/metrics.h"
+#include "proxy/outbound_calls.h"
 #include "proxy/plugin_chain.h"
 #include "proxy/snapshot.h"
 
@@ -95,6 +96,7 @@ void BM_PluginChain(benchmark::State& state) {
   std::unique_ptr<event_base, decltype(&event_base_free)> base(event_base_new(), event_base_free);
   tessera::cache::MemoryStoreBackend backend(1024);
   std::unique_ptr<tessera::cache::Store> store = backend.connect(base.get());
+  tessera::proxy::OutboundCalls outbound(base.get());
   tessera::proxy::WorkerMetrics metrics;
   NullOwner owner;
   PluginChain::Client client{nullptr, "127.0.0.1", "", "bench"};
@@ -107,7 +109,7 @@ void BM_PluginChain(benchmark::State& state) {
   response.headers.add("Content-Length", "23");
 
   for (auto _ : state) {
-    PluginChain chain(owner, route, *snapshot, *store, metrics, client);
+    PluginChain chain(owner, route, *snapshot, *store, metrics, outbound, client);
     benchmark::DoNotOptimize(chain.runRequest(request, "shop.example", false));
     benchmark::DoNotOptimize(chain.runResponse(response));
     chain.finish();

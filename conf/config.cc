@@ -805,7 +805,7 @@ Listener Loader::listener(const Item& item, size_t index, Config& config) {
 
 std::optional<Tls> Loader::tls(const Item& item) {
   std::optional<Fields> f =
-      fields(item, {"certificates", "min_version", "alpn", "session_resumption"});
+      fields(item, {"certificates", "min_version", "alpn", "session_resumption", "client_ca"});
   if (!f) return std::nullopt;
   Tls result;
   if (const Item* list = need(*f, "certificates"); list && isList(*list, true)) {
@@ -818,6 +818,7 @@ std::optional<Tls> Loader::tls(const Item& item) {
   readOptional(*f, "min_version", result.min_version, &Loader::tlsVersion);
   readOptional(*f, "alpn", result.alpn, &Loader::alpn);
   readOptional(*f, "session_resumption", result.session_resumption, &Loader::boolean);
+  readOptional(*f, "client_ca", result.client_ca, &Loader::nonEmpty);
   return result;
 }
 

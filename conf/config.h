@@ -79,6 +79,9 @@ struct Tls {
   // false: no session cache and no tickets, so every handshake is a full one (like nginx's
   // `ssl_session_cache off; ssl_session_tickets off;`).
   bool session_resumption = true;
+  // PEM CA bundle: clients are asked for a certificate, which is optional; plugins learn whether
+  // one that chains to these CAs was presented (the migration plugin's verify endpoint needs it).
+  std::string client_ca;
 };
 
 struct Route {

@@ -100,6 +100,19 @@ class Callbacks {
   virtual void sendLocalReply(int status, std::vector<HeaderField> headers, std::string body) = 0;
 };
 
+// A call a plugin makes to another HTTPS service (another tessera cluster), with mutual TLS.
+struct OutboundTls {
+  std::string client_cert;  // PEM files; the certificate tessera presents
+  std::string client_key;
+  std::string ca;  // the server's certificate must chain to this
+};
+struct OutboundReply {
+  int status = 0;     // 0: no HTTP answer (connect, TLS or timeout); `error` says which
+  std::string body;   // capped at 64 KiB
+  std::string error;
+};
+using OutboundCallback = std::function<void(OutboundReply)>;
+
 // What a plugin may use of the proxy, per request.
 class Context {
  public:
@@ -120,6 +133,16 @@ class Context {
       std::initializer_list<std::pair<std::string_view, std::string_view>> fields) = 0;
   // A counter in /metrics: tessera_plugin_events_total{plugin="<instance>",event="<event>"}.
   virtual void count(std::string_view event) = 0;
+  // The client presented a certificate that chains to the listener's tls.client_ca.
+  virtual bool clientCertificateVerified() const = 0;
+  // POST `body` to an https:// URL (an IP literal, or a name resolved asynchronously). The server
+  // must chain to tls.ca and name the host. The callback runs once, on this worker's thread,
+  // never inside post(); onDestroy() must cancelPost() a call still pending. Returns the call's id
+  // (never 0).
+  virtual uint64_t post(std::string_view url, const OutboundTls& tls, std::string body,
+                        std::string_view content_type, std::chrono::milliseconds timeout,
+                        OutboundCallback callback) = 0;
+  virtual void cancelPost(uint64_t id) = 0;
 };
 
 class Plugin {

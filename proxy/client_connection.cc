@@ -468,9 +468,11 @@ void ClientConnection::startRequestChain() {
   client.ip = peer_ip_;
   client.ja4 = glue_ ? std::string_view(glue_->ja4()) : std::string_view();
   client.listener = listener_.conf->name;
-  chain_ =
-      std::make_unique<PluginChain>(static_cast<PluginChain::Owner&>(*this), *route_, *snapshot_,
-                                    worker_.sessionCache().store(), worker_.counters(), client);
+  client.certificate_verified = ssl_ && SSL_get0_peer_certificate(ssl_.get()) != nullptr &&
+                                SSL_get_verify_result(ssl_.get()) == X509_V_OK;
+  chain_ = std::make_unique<PluginChain>(static_cast<PluginChain::Owner&>(*this), *route_,
+                                         *snapshot_, worker_.sessionCache().store(),
+                                         worker_.counters(), worker_.outbound(), client);
   const MessageHead& h = request_.head();
   RequestTarget target = requestTarget(h.url, h.headers.find("host"));
   bool has_body = h.chunked || h.content_length.value_or(0) > 0;

@@ -5,6 +5,7 @@
 #include "cache/sealer.h"
 #include "proxy/audit_log.h"
 #include "proxy/device_fingerprint.h"
+#include "proxy/outbound_calls.h"
 #include "proxy/snapshot.h"
 
 namespace tessera::proxy {
@@ -59,6 +60,14 @@ class PluginChain::Slot : public plugins::Context, public plugins::Callbacks {
   void audit(std::string_view event,
              std::initializer_list<std::pair<std::string_view, std::string_view>> fields) override;
   void count(std::string_view event) override { chain_.metrics_.countPluginEvent(name_, event); }
+  bool clientCertificateVerified() const override { return chain_.client_.certificate_verified; }
+  uint64_t post(std::string_view url, const plugins::OutboundTls& tls, std::string body,
+                std::string_view content_type, std::chrono::milliseconds timeout,
+                plugins::OutboundCallback callback) override {
+    return chain_.outbound_.post(url, tls, std::move(body), content_type, timeout,
+                                 std::move(callback));
+  }
+  void cancelPost(uint64_t id) override { chain_.outbound_.cancel(id); }
 
   void resume() override;
   void sendLocalReply(int status, std::vector<plugins::HeaderField> headers,
@@ -106,8 +115,14 @@ void PluginChain::Slot::sendLocalReply(int status, std::vector<plugins::HeaderFi
 // ---- the chain ---------------------------------------------------------------------------------
 
 PluginChain::PluginChain(Owner& owner, const RouteTarget& route, const Snapshot& snapshot,
-                         cache::Store& store, WorkerMetrics& metrics, Client client)
-    : owner_(owner), snapshot_(snapshot), store_(store), metrics_(metrics), client_(client) {
+                         cache::Store& store, WorkerMetrics& metrics, OutboundCalls& outbound,
+                         Client client)
+    : owner_(owner),
+      snapshot_(snapshot),
+      store_(store),
+      metrics_(metrics),
+      outbound_(outbound),
+      client_(client) {
   for (const PluginTarget* target : route.plugins) {
     slots_.push_back(std::make_unique<Slot>(*this, *target));
     wants_body_ = wants_body_ || slots_.back()->may_read_body;

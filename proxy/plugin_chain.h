@@ -32,6 +32,7 @@
 
 namespace tessera::proxy {
 
+class OutboundCalls;
 class Snapshot;
 struct ListenerTarget;
 struct RouteTarget;
@@ -80,10 +81,11 @@ class PluginChain {
     std::string_view ip;
     std::string_view ja4;
     std::string_view listener;
+    bool certificate_verified = false;  // a client certificate chained to tls.client_ca
   };
 
   PluginChain(Owner& owner, const RouteTarget& route, const Snapshot& snapshot, cache::Store& store,
-              WorkerMetrics& metrics, Client client);
+              WorkerMetrics& metrics, OutboundCalls& outbound, Client client);
   ~PluginChain();
   PluginChain(const PluginChain&) = delete;
   PluginChain& operator=(const PluginChain&) = delete;
@@ -119,6 +121,7 @@ class PluginChain {
   const Snapshot& snapshot_;
   cache::Store& store_;
   WorkerMetrics& metrics_;
+  OutboundCalls& outbound_;
   Client client_;
   std::vector<std::unique_ptr<Slot>> slots_;
   std::unique_ptr<HeadView> request_;

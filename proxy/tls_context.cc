@@ -150,6 +150,19 @@ SslCtxPtr newServerContext(const conf::Tls& tls) {
   return ctx;
 }
 
+// Asks every client for a certificate that chains to `ca_file`, without requiring one: the
+// verify callback lets the handshake finish either way, and SSL_get_verify_result() later tells a
+// plugin whether a trusted certificate came (a bad one then gets a clear HTTP answer rather than a
+// bare TLS alert).
+bool requestClientCertificates(SSL_CTX* ctx, const std::string& ca_file) {
+  if (SSL_CTX_load_verify_locations(ctx, ca_file.c_str(), nullptr) != 1) return false;
+  STACK_OF(X509_NAME)* names = SSL_load_client_CA_file(ca_file.c_str());
+  if (names == nullptr) return false;
+  SSL_CTX_set_client_CA_list(ctx, names);
+  SSL_CTX_set_verify(ctx, SSL_VERIFY_PEER, [](int, X509_STORE_CTX*) { return 1; });
+  return true;
+}
+
 }  // namespace
 
 std::unique_ptr<TlsContexts> TlsContexts::build(const conf::Tls& tls, const std::string& file,
@@ -177,6 +190,11 @@ std::unique_ptr<TlsContexts> TlsContexts::build(const conf::Tls& tls, const std:
     if (SSL_CTX_check_private_key(ctx.get()) != 1) {
       errors.push_back(certError(c, file, "key " + c.key + " does not match " + c.cert));
       ERR_clear_error();
+      continue;
+    }
+    if (!tls.client_ca.empty() && !requestClientCertificates(ctx.get(), tls.client_ca)) {
+      errors.push_back(certError(c, file,
+                                 "cannot load client_ca " + tls.client_ca + ": " + opensslErrors()));
       continue;
     }
     if (tls.session_resumption) {

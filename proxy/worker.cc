@@ -1,5 +1,7 @@
 #include "proxy/worker.h"
 
+#include "proxy/outbound_calls.h"
+
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
@@ -40,6 +42,7 @@ Worker::~Worker() {
   connections_.clear();  // before the session cache: they cancel their lookups in it
   retired_.clear();
   session_cache_.reset();
+  outbound_.reset();
   pool_.reset();
   access_log_.flush();
   event_free(mailbox_ev_);
@@ -58,6 +61,7 @@ void Worker::join() {
 
 void Worker::run() {
   session_cache_ = std::make_unique<SessionCache>(store_backend_.connect(base_), metrics_);
+  outbound_ = std::make_unique<OutboundCalls>(base_);
   session_cache_->makeCurrent();
   event_add(tick_ev_, &kTick);
   event_base_dispatch(base_);

@@ -29,6 +29,8 @@ namespace tessera::proxy {
 
 class ClientConnection;
 
+class OutboundCalls;
+
 class Worker {
  public:
   // Listening sockets by listen address text ("127.0.0.1:8443"); the worker owns them.
@@ -59,6 +61,8 @@ class Worker {
   WorkerMetrics& counters() { return metrics_; }
   AccessLogBuffer& accessLog() { return access_log_; }
   SessionCache& sessionCache() { return *session_cache_; }
+  // Plugins' HTTPS calls (Context::post).
+  OutboundCalls& outbound() { return *outbound_; }
   bool draining() const { return draining_; }
   // Scratch space for one read; valid until the next call that may read.
   char* scratch() { return scratch_.data(); }
@@ -93,6 +97,7 @@ class Worker {
   std::unique_ptr<UpstreamPool> pool_;
   cache::StoreBackend& store_backend_;
   std::unique_ptr<SessionCache> session_cache_;  // made on the worker thread
+  std::unique_ptr<OutboundCalls> outbound_;      // made on the worker thread
   WorkerMetrics metrics_;
   AccessLogBuffer access_log_;
   std::vector<char> scratch_;

@@ -248,6 +248,13 @@ class FakeContext : public Context {
   void audit(std::string_view,
              std::initializer_list<std::pair<std::string_view, std::string_view>>) override {}
   void count(std::string_view event) override { ++counts[std::string(event)]; }
+  bool clientCertificateVerified() const override { return false; }
+  uint64_t post(std::string_view, const OutboundTls&, std::string, std::string_view,
+                std::chrono::milliseconds, OutboundCallback) override {
+    ADD_FAILURE() << "jwt makes no HTTPS calls";
+    return 1;
+  }
+  void cancelPost(uint64_t) override {}
 
   std::chrono::system_clock::time_point now_{seconds(kNow)};
   std::map<std::string, int> counts;

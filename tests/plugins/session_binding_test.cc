@@ -365,6 +365,13 @@ class FakeContext : public Context {
     audits.push_back(std::move(e));
   }
   void count(std::string_view event) override { ++counts[std::string(event)]; }
+  bool clientCertificateVerified() const override { return false; }
+  uint64_t post(std::string_view, const OutboundTls&, std::string, std::string_view,
+                std::chrono::milliseconds, OutboundCallback) override {
+    ADD_FAILURE() << "session_binding makes no HTTPS calls";
+    return 1;
+  }
+  void cancelPost(uint64_t) override {}
 
   int counted(const std::string& event) const {
     auto it = counts.find(event);

@@ -14,6 +14,7 @@
 
 #include "cache/memory_store.h"
 #include "conf/config.h"
+#include "proxy/outbound_calls.h"
 #include "proxy/snapshot.h"
 
 namespace tessera::proxy {
@@ -109,6 +110,7 @@ log: { access_log: "off", audit_log: "off" }
     base_ = event_base_new();
     backend_ = std::make_unique<cache::MemoryStoreBackend>(100);
     store_ = backend_->connect(base_);
+    outbound_ = std::make_unique<OutboundCalls>(base_);
     head_.method = "POST";
     head_.url = "/orders";
     head_.headers.add("Host", "shop.example");
@@ -116,6 +118,7 @@ log: { access_log: "off", audit_log: "off" }
   void TearDown() override {
     chain_.reset();
     store_.reset();
+    outbound_.reset();
     event_base_free(base_);
   }
 
@@ -132,7 +135,8 @@ log: { access_log: "off", audit_log: "off" }
       client.peer = &peer_;
       client.ip = "127.0.0.1";
       client.listener = "plain";
-      chain_ = std::make_unique<PluginChain>(owner_, route_, *snapshot_, *store_, metrics_, client);
+      chain_ = std::make_unique<PluginChain>(owner_, route_, *snapshot_, *store_, metrics_,
+                                             *outbound_, client);
     }
     return *chain_;
   }
@@ -141,6 +145,7 @@ log: { access_log: "off", audit_log: "off" }
   event_base* base_ = nullptr;
   std::unique_ptr<cache::MemoryStoreBackend> backend_;
   std::unique_ptr<cache::Store> store_;
+  std::unique_ptr<OutboundCalls> outbound_;
   WorkerMetrics metrics_;
   sockaddr_storage peer_{};
   std::vector<std::shared_ptr<ScriptedFactory>> factories_;

@@ -1,4 +1,5 @@
 #include "plugins/jwt/jwt.h"
+#include "plugins/migration/migration.h"
 #include "plugins/plugin.h"
 #include "plugins/session_binding/session_binding.h"
 
@@ -21,6 +22,7 @@ std::vector<std::string> Registry::types() const {
 
 void registerBuiltinPlugins(Registry& registry) {
   registry.add("jwt", &makeJwtFactory);
+  registry.add("migration", &migration::makeMigrationFactory);
   registry.add("session_binding", &makeSessionBindingFactory);
 }
 

@@ -484,8 +484,11 @@ void TestBackend::serve(int fd) {
           body.clear();
           for (uint64_t k = 0; k < n; ++k) body.push_back(static_cast<char>(patternByte(k)));
         }
+        // ?user=ID: the app says who logged in, in X-User-Id (as the migration plugin learns it).
+        std::string user = queryValue(h.url, "user");
         out = "HTTP/1.1 200 OK\r\nSet-Cookie: SESSIONID=" + queryValue(h.url, "sid") +
-              "; Max-Age=3600; Path=/; HttpOnly\r\nContent-Length: " +
+              "; Max-Age=3600; Path=/; HttpOnly\r\n" +
+              (user.empty() ? "" : "X-User-Id: " + user + "\r\n") + "Content-Length: " +
               std::to_string(body.size()) + "\r\n\r\n" + (h.method == "HEAD" ? "" : body);
       } else if (path == "/logout") {
         out =

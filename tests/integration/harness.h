@@ -98,7 +98,8 @@ std::vector<int> statusCodes(const std::string& responses);
 //   /status?code=N             that status, empty body (Content-Length: 0 unless 204/304)
 //   /close                     200, no Content-Length, body ends when the connection closes
 //   /hugehead                  200 with a 200 KiB head (a misbehaving backend)
-//   /login?sid=X               200, Set-Cookie: SESSIONID=X; Max-Age=3600 (a login)
+//   /login?sid=X               200, Set-Cookie: SESSIONID=X; Max-Age=3600 (a login); with
+//                              &user=U also X-User-Id: U, with &bytes=N a body of N bytes
 //   /logout                    200, Set-Cookie: SESSIONID=; Max-Age=0 (a logout)
 class TestBackend {
  public:

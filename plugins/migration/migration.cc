@@ -28,6 +28,8 @@ constexpr size_t kMaxEndpointBody = 16 * 1024;
 // How long a used jti stays marked. A pass is worthless after its exp anyway; the slack covers
 // the clock drift that open() allows for iat.
 constexpr cache::Seconds kUsedSlack{120};
+// How long a remote target trusts the origin's word that a permit's session is live.
+constexpr cache::Seconds kRemoteCheckInterval{5};
 
 struct EvpMdFree {
   void operator()(EVP_MD* md) const { EVP_MD_free(md); }
@@ -222,7 +224,13 @@ class Verification {
     std::optional<std::string> plain;
     if (r.status == cache::Status::kOk) plain = context_.open(key, r.value);
     std::optional<json> session = plain ? parseObject(*plain) : std::nullopt;
-    if (!session || session->value("r", 0) != 0) return finish(401, "no_origin_session");
+    if (!session) return finish(401, "no_origin_session");
+    // Revoked because this very pass was replayed while this, the first use, was on its way: the
+    // first use still wins (exactly one of many parallel redeems succeeds), and its permit dies
+    // with the session at once. Revoked for any other reason: refused.
+    if (session->value("r", 0) != 0 && session->value("rj", "") != jti_) {
+      return finish(401, "no_origin_session");
+    }
     // The pass is spent: the session may ask for another one.
     pending_ = context_.store().remove(livePassKey(claims_.session_ref), timeout(),
                                        [this](cache::Result) {
@@ -242,14 +250,9 @@ class Verification {
       std::optional<json> first = plain ? parseObject(*plain) : std::nullopt;
       first_device_ = first ? first->value("d", "") : "";
       first_ip_ = first ? first->value("ip", "") : "";
-      PassStatus s = origin_->codec->open(pass_, unixSeconds(context_.now()), claims_);
-      // Only a genuine pass names a session to revoke; even an expired one is genuine.
-      if (s != PassStatus::kOk && s != PassStatus::kExpired) {
-        audit("");
-        return finish(409, "replay");
-      }
-      if (s == PassStatus::kExpired) {
-        // open() fills no claims for an expired pass: nothing to revoke that it could name.
+      // Only a pass that opens names a session to revoke (open() fills no claims for an expired
+      // one; by then the session's live-pass record is gone too).
+      if (origin_->codec->open(pass_, unixSeconds(context_.now()), claims_) != PassStatus::kOk) {
         audit("");
         return finish(409, "replay");
       }
@@ -269,6 +272,7 @@ class Verification {
         return finish(409, "replay");
       }
       (*session)["r"] = 1;
+      (*session)["rj"] = jti_;  // revoked by a replay of this pass
       std::string sealed = context_.seal(key, session->dump());
       pending_ = context_.store().set(key, sealed, origin_->config.session_lifetime, timeout(),
                                       [this](cache::Result) {
@@ -319,7 +323,7 @@ class Migration : public Plugin {
   void onDestroy() override { cancelAll(); }
 
  private:
-  enum class Endpoint { kNone, kPass, kVerify, kRedeem };
+  enum class Endpoint { kNone, kPass, kVerify, kSession, kRedeem };
 
   void cancelAll() {
     if (pending_ != 0) context_.store().cancel(std::exchange(pending_, 0));
@@ -346,6 +350,9 @@ class Migration : public Plugin {
   plugins::Verdict targetRequest(Request& request);
   void handlePass();
   void handleVerify();
+  void handleSession();
+  void checkRemoteSession(const std::string& permit_key, const std::string& sid,
+                          const std::string& user);
   void handleRedeem();
   void onVerified(Outcome v);
   void checkPermit(const std::string& token);
@@ -410,13 +417,15 @@ plugins::Verdict Migration::onRequestHeaders(Request& request) {
     bool origin = config_.role == Config::Role::kOrigin;
     if (origin && name == "pass") endpoint_ = Endpoint::kPass;
     if (origin && name == "verify") endpoint_ = Endpoint::kVerify;
+    if (origin && name == "session") endpoint_ = Endpoint::kSession;
     if (!origin && name == "redeem") endpoint_ = Endpoint::kRedeem;
     if (endpoint_ == Endpoint::kNone) return refuse(404, "unknown_endpoint");
     if (request.method() != "POST") {
       endpoint_ = Endpoint::kNone;
       return refuse(405, "method_not_allowed");
     }
-    if (endpoint_ == Endpoint::kVerify && !context_.clientCertificateVerified()) {
+    if ((endpoint_ == Endpoint::kVerify || endpoint_ == Endpoint::kSession) &&
+        !context_.clientCertificateVerified()) {
       endpoint_ = Endpoint::kNone;
       return refuse(403, "verify_without_client_certificate");
     }
@@ -441,6 +450,9 @@ plugins::Verdict Migration::onRequestBody(Request&, std::string_view chunk, bool
       break;
     case Endpoint::kVerify:
       handleVerify();
+      break;
+    case Endpoint::kSession:
+      handleSession();
       break;
     case Endpoint::kRedeem:
       handleRedeem();
@@ -606,6 +618,31 @@ void Migration::handleVerify() {
   verification_->start();
 }
 
+// A target in another cluster asks whether the origin session behind a permit is still live.
+void Migration::handleSession() {
+  std::optional<json> body = parseObject(body_);
+  std::optional<std::string> sid = body ? stringField(*body, "sid", 128) : std::nullopt;
+  if (!sid) {
+    refuse(400, "malformed_body");
+    return;
+  }
+  std::string key = sessionKey(*sid);
+  pending_ = context_.store().get(key, config_.timeout, tracked([this, key](cache::Result r) {
+    if (r.status == cache::Status::kTimeout || r.status == cache::Status::kError) {
+      refuse(502, "store_unavailable");
+      return;
+    }
+    std::optional<std::string> plain;
+    if (r.status == cache::Status::kOk) plain = context_.open(key, r.value);
+    std::optional<json> session = plain ? parseObject(*plain) : std::nullopt;
+    if (!session || session->value("r", 0) != 0) {
+      refuse(401, "no_origin_session");
+      return;
+    }
+    reply(200, "session_live", json{{"live", true}});
+  }));
+}
+
 plugins::Verdict Migration::onResponseHeaders(Response& response) {
   if (config_.role != Config::Role::kOrigin || endpoint_ != Endpoint::kNone) {
     return plugins::Verdict::kContinue;
@@ -681,9 +718,7 @@ void Migration::onPermit(const std::string& key, cache::Result r) {
   }
   std::string user = permit->value("u", "");
   if (config_.origin != "local") {
-    // The origin's session store is another cluster's: the permit lives for permit_ttl.
-    request_->setHeader(config_.user_identity_header, user);
-    callbacks_.resume();
+    checkRemoteSession(key, permit->value("s", ""), user);
     return;
   }
   // Permits die with their origin session, revoked or ended.
@@ -703,6 +738,44 @@ void Migration::onPermit(const std::string& key, cache::Result r) {
     request_->setHeader(config_.user_identity_header, user);
     callbacks_.resume();
   }));
+}
+
+// The origin's session store is another cluster's: ask the origin whether the session is still
+// live, at most once per kRemoteCheckInterval per permit (the answer is kept in this cluster's
+// store), so a revocation there reaches this target within that interval.
+void Migration::checkRemoteSession(const std::string& permit_key, const std::string& sid,
+                                   const std::string& user) {
+  std::string checked = "mig:c:" + permit_key.substr(6);
+  pending_ = context_.store().get(
+      checked, config_.timeout, tracked([this, checked, sid, user](cache::Result r) {
+        if (r.status == cache::Status::kOk) {
+          request_->setHeader(config_.user_identity_header, user);
+          callbacks_.resume();
+          return;
+        }
+        std::string url = config_.origin + config_.endpoint_prefix + "migration/session";
+        std::string body = json{{"sid", sid}}.dump(-1, ' ', false, json::error_handler_t::replace);
+        call_ = context_.post(
+            url, config_.origin_tls, body, "application/json", config_.origin_timeout,
+            [this, checked, user](OutboundReply reply) {
+              call_ = 0;
+              if (reply.status == 401) {
+                refuse(401, "revoked_permit");
+                return;
+              }
+              if (reply.status != 200) {
+                refuse(502, "origin_unreachable");
+                return;
+              }
+              pending_ = context_.store().set(checked, context_.seal(checked, "1"),
+                                              kRemoteCheckInterval, config_.timeout,
+                                              tracked([this, user](cache::Result) {
+                                                request_->setHeader(config_.user_identity_header,
+                                                                    user);
+                                                callbacks_.resume();
+                                              }));
+            });
+      }));
 }
 
 void Migration::handleRedeem() {

@@ -13,13 +13,16 @@
 //     revoke, no other live pass for the session. Answers {"pass": "...", "expires_in": N}.
 //   POST {prefix}migration/verify {"pass", "device", "ip"}: for targets in other clusters; only
 //     with a client certificate that chains to the listener's tls.client_ca (else 403).
+//   POST {prefix}migration/session {"sid"}: for remote targets, whether a permit's origin session
+//     is still live (200, else 401); the same client-certificate rule as verify.
 //   Every other request with the session cookie: a revoked session gets 401.
 // Target role (on the target app's routes).
 //   POST {prefix}migration/redeem {"pass": "..."}: the origin verifies (in process with origin:
 //     local, else over HTTPS with mutual TLS), then the client gets `permit_cookie`, device-bound
 //     and linked to the origin session, for permit_ttl.
 //   Every other request: client-sent identity headers are removed; with a valid permit from the
-//     same device (and, with origin: local, a live origin session) the user's id is forwarded.
+//     same device and a live origin session the user's id is forwarded. A remote origin is asked
+//     about the session at most every 5 s per permit, so its revocations arrive within that.
 // Verification (the origin's, in this order): the jti is marked used with an atomic ring add; the
 //   pass is decrypted, its signature and expiry checked; it must still be the session's live pass;
 //   the device at issue, the one in the pass and the redeemer's must agree; the session must be

@@ -395,6 +395,16 @@ TEST_F(MigrationTest, ARemoteTargetVerifiesOverMutualTls) {
   EXPECT_NE(use.body.find("X-User-Id: ivan"), std::string::npos) << use.body;
   // The origin's refusal comes through: a replay is 409 at the remote target too.
   EXPECT_EQ(redeem(port, pass, "phone-9", "127.0.0.1", "shop.test").status, 409);
+  // The replay revoked the origin session: the remote target learns it within its 5 s check.
+  int status = 0;
+  for (auto until = std::chrono::steady_clock::now() + 8s;
+       status != 401 && std::chrono::steady_clock::now() < until;) {
+    std::this_thread::sleep_for(250ms);
+    status = call(port, "GET", "shop.test", "/account",
+                  {"Cookie: TPERMIT=" + permit, "X-Device-Id: phone-9"})
+                 .status;
+  }
+  EXPECT_EQ(status, 401);
 
   // Without a client certificate the origin refuses to verify.
   std::string url = "https://127.0.0.1:" + std::to_string(tls_port) + "/_tessera/migration/verify";

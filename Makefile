@@ -53,8 +53,11 @@ conf/certs/demo.crt:
 	  -keyout conf/certs/demo.key -out conf/certs/demo.crt 2>/dev/null
 	chmod 600 conf/certs/demo.key
 
+# The migration demo's origin keys (conf/tessera.yaml, plugins.mig_origin; never committed).
+MIGRATION_KEYS := conf/keys/origin-sign.jwk conf/keys/origin-enc.jwk
+
 # The demo backend on 127.0.0.1:9000 behind tessera on https://127.0.0.1:8443 (admin :9901).
-run: build certs
+run: build certs $(MIGRATION_KEYS)
 	@$(BUILD)/tessera-demo-backend --port 9000 & backend=$$!; \
 	trap 'kill $$backend 2>/dev/null' EXIT; \
 	$(BUILD)/tessera run --config conf/tessera.yaml
@@ -76,6 +79,13 @@ run-cluster: build certs conf/keys/seal-k1.key
 conf/keys/seal-k1.key: | build
 	@mkdir -p conf/keys
 	$(BUILD)/tessera keygen seal --out $@
+
+# Made only when the private JWK is missing; its public half is then stale (keygen never
+# overwrites), so it goes too.
+$(MIGRATION_KEYS): conf/keys/%.jwk: | build
+	@mkdir -p conf/keys
+	@rm -f conf/keys/$*.pub.json
+	$(BUILD)/tessera token keygen --type ec --out $@ --public conf/keys/$*.pub.json
 
 test: build
 	cd $(BUILD) && ctest --output-on-failure --timeout 300

@@ -931,7 +931,7 @@ TEST(ConfigTest, ExampleFileLoads) {
   EXPECT_EQ(l.tls->certificates[0].key, "conf/certs/demo.key");
   EXPECT_EQ(l.tls->min_version, TlsVersion::k1_2);
   EXPECT_EQ(l.tls->alpn, std::vector<std::string>{"http/1.1"});
-  ASSERT_EQ(l.routes.size(), 1u);
+  ASSERT_EQ(l.routes.size(), 3u);
   EXPECT_EQ(l.routes[0].upstream, "app");
   const Upstream& app = config->upstreams.at("app");
   EXPECT_EQ(app.servers.at(0).str(), "127.0.0.1:9000");

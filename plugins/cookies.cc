@@ -107,7 +107,6 @@ std::optional<sys_seconds> parseHttpDate(std::string_view text) {
          std::chrono::seconds(*second);
 }
 
-
 }  // namespace
 
 // The first non-empty value of cookie `name` in one Cookie line ("a=b; c=d").

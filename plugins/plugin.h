@@ -107,8 +107,8 @@ struct OutboundTls {
   std::string ca;  // the server's certificate must chain to this
 };
 struct OutboundReply {
-  int status = 0;     // 0: no HTTP answer (connect, TLS or timeout); `error` says which
-  std::string body;   // capped at 64 KiB
+  int status = 0;    // 0: no HTTP answer (connect, TLS or timeout); `error` says which
+  std::string body;  // capped at 64 KiB
   std::string error;
 };
 using OutboundCallback = std::function<void(OutboundReply)>;

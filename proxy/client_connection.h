@@ -165,8 +165,8 @@ class ClientConnection : private HttpParser::Sink,
                             // kHighWater (max_body_bytes bounds it)
   std::string held_body_;   // body bytes parsed but not yet given to the chain
   bool continue_sent_ = false;
-  bool response_waiting_ = false;  // a response hook waits; the upstream's head is held
-  std::string response_pending_;   // upstream bytes after that head
+  bool response_waiting_ = false;           // a response hook waits; the upstream's head is held
+  std::string response_pending_;            // upstream bytes after that head
   std::optional<LocalReply> plugin_reply_;  // a response hook's answer, replacing the upstream's
 
   // The exchange with the upstream.

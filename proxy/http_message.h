@@ -105,7 +105,7 @@ class HttpParser {
   // From inside on_headers_complete, before returning HPE_PAUSED: when resumed, treat the message
   // as bodiless (what returning 1 does without a pause; a response to HEAD).
   void skipBodyOnResume() { parser_.flags |= F_SKIPBODY; }
-  void reset();   // start over (a fresh message; the head is cleared)
+  void reset();  // start over (a fresh message; the head is cleared)
 
   MessageHead& head() { return head_; }
   const MessageHead& head() const { return head_; }

@@ -34,13 +34,12 @@ uint64_t OutboundCalls::post(std::string_view url, const plugins::OutboundTls& t
     }
   }
   HttpsClient* client = it->second.get();
-  HttpsClient::CallId call =
-      client->post(url, body, content_type, timeout,
-                   [this, id, callback = std::move(callback)](HttpsClient::Reply r) {
-                     routes_.erase(id);
-                     callback(plugins::OutboundReply{r.status, std::move(r.body),
-                                                     std::move(r.error)});
-                   });
+  HttpsClient::CallId call = client->post(
+      url, body, content_type, timeout,
+      [this, id, callback = std::move(callback)](HttpsClient::Reply r) {
+        routes_.erase(id);
+        callback(plugins::OutboundReply{r.status, std::move(r.body), std::move(r.error)});
+      });
   routes_[id] = Route{client, call};
   return id;
 }

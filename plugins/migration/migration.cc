@@ -102,6 +102,15 @@ std::optional<std::string> stringField(const json& j, const char* name, size_t m
   return s;
 }
 
+// A sealed JSON record the store returned for `key`; nullopt if absent, unreadable or not an
+// object (every one of those is treated as "no record").
+std::optional<json> openRecord(const Context& context, const std::string& key,
+                               const cache::Result& r) {
+  if (r.status != cache::Status::kOk) return std::nullopt;
+  std::optional<std::string> plain = context.open(key, r.value);
+  return plain ? parseObject(*plain) : std::nullopt;
+}
+
 int64_t unixSeconds(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
 }
@@ -123,10 +132,10 @@ struct Answer {
 
 // What the origin found, for the redeem (local) or the verify endpoint (remote).
 struct Outcome {
-  int status = 0;            // 200 or the refusal
-  std::string reason;        // the refusal's metric/audit name
-  std::string user;          // on 200
-  std::string session_ref;   // on 200
+  int status = 0;           // 200 or the refusal
+  std::string reason;       // the refusal's metric/audit name
+  std::string user;         // on 200
+  std::string session_ref;  // on 200
 };
 
 // The ordered checks of one verification, each a store call: used mark, then the session's live
@@ -149,7 +158,8 @@ class Verification {
     std::optional<std::string> jti = PassCodec::peekJti(pass_);
     if (!jti) return finish(400, "malformed_pass");
     jti_ = *jti;
-    std::string record = json{{"d", device_}, {"ip", ip_}}.dump(-1, ' ', false, json::error_handler_t::replace);
+    std::string record =
+        json{{"d", device_}, {"ip", ip_}}.dump(-1, ' ', false, json::error_handler_t::replace);
     std::string key = usedKey(jti_);
     cache::Seconds ttl = origin_->config.pass_ttl + kUsedSlack;
     pending_ = context_.store().add(key, context_.seal(key, record), ttl, timeout(),
@@ -198,16 +208,14 @@ class Verification {
     if (r.status == cache::Status::kTimeout || r.status == cache::Status::kError) {
       return finish(502, "store_unavailable");
     }
-    std::optional<std::string> plain;
-    if (r.status == cache::Status::kOk) plain = context_.open(key, r.value);
-    std::optional<json> live = plain ? parseObject(*plain) : std::nullopt;
+    std::optional<json> live = openRecord(context_, key, r);
     // Redeemed already, replaced by a newer pass, or the session ended.
     if (!live || live->value("j", "") != jti_) return finish(401, "pass_not_live");
     std::string issued_to = live->value("d", "");
     if (issued_to != claims_.device || claims_.device != device_) {
-      context_.audit("migration_device_mismatch",
-                     {{"issued_to", issued_to}, {"pass_device", claims_.device},
-                      {"redeemer", device_}});
+      context_.audit(
+          "migration_device_mismatch",
+          {{"issued_to", issued_to}, {"pass_device", claims_.device}, {"redeemer", device_}});
       return finish(403, "device_mismatch");
     }
     std::string skey = sessionKey(claims_.session_ref);
@@ -221,9 +229,7 @@ class Verification {
     if (r.status == cache::Status::kTimeout || r.status == cache::Status::kError) {
       return finish(502, "store_unavailable");
     }
-    std::optional<std::string> plain;
-    if (r.status == cache::Status::kOk) plain = context_.open(key, r.value);
-    std::optional<json> session = plain ? parseObject(*plain) : std::nullopt;
+    std::optional<json> session = openRecord(context_, key, r);
     if (!session) return finish(401, "no_origin_session");
     // Revoked because this very pass was replayed while this, the first use, was on its way: the
     // first use still wins (exactly one of many parallel redeems succeeds), and its permit dies
@@ -232,11 +238,11 @@ class Verification {
       return finish(401, "no_origin_session");
     }
     // The pass is spent: the session may ask for another one.
-    pending_ = context_.store().remove(livePassKey(claims_.session_ref), timeout(),
-                                       [this](cache::Result) {
-                                         pending_ = 0;
-                                         finish(200, "redeemed");
-                                       });
+    pending_ =
+        context_.store().remove(livePassKey(claims_.session_ref), timeout(), [this](cache::Result) {
+          pending_ = 0;
+          finish(200, "redeemed");
+        });
   }
 
   // A second verification of a used jti: the pass leaked. Revoke its session (and so every permit
@@ -245,9 +251,7 @@ class Verification {
     std::string key = usedKey(jti_);
     pending_ = context_.store().get(key, timeout(), [this, key](cache::Result r) {
       pending_ = 0;
-      std::optional<std::string> plain;
-      if (r.status == cache::Status::kOk) plain = context_.open(key, r.value);
-      std::optional<json> first = plain ? parseObject(*plain) : std::nullopt;
+      std::optional<json> first = openRecord(context_, key, r);
       first_device_ = first ? first->value("d", "") : "";
       first_ip_ = first ? first->value("ip", "") : "";
       // Only a pass that opens names a session to revoke (open() fills no claims for an expired
@@ -264,9 +268,7 @@ class Verification {
     std::string key = sessionKey(claims_.session_ref);
     pending_ = context_.store().get(key, timeout(), [this, key](cache::Result r) {
       pending_ = 0;
-      std::optional<std::string> plain;
-      if (r.status == cache::Status::kOk) plain = context_.open(key, r.value);
-      std::optional<json> session = plain ? parseObject(*plain) : std::nullopt;
+      std::optional<json> session = openRecord(context_, key, r);
       if (!session) {
         audit(claims_.session_ref);
         return finish(409, "replay");
@@ -333,8 +335,8 @@ class Migration : public Plugin {
 
   const std::string& device() {
     if (!device_) {
-      device_ = context_.deviceFingerprint(config_.attributes, config_.ipv4_prefix,
-                                           config_.ipv6_prefix);
+      device_ =
+          context_.deviceFingerprint(config_.attributes, config_.ipv4_prefix, config_.ipv6_prefix);
     }
     return *device_;
   }
@@ -382,7 +384,7 @@ class Migration : public Plugin {
   std::optional<std::string> device_;
   std::string session_ref_;  // origin: hex(sha256(session cookie)) of this request
   std::string pass_jti_;
-  json session_;             // origin: the session record read for a pass request
+  json session_;  // origin: the session record read for a pass request
   std::string nonce_;
   Request* request_ = nullptr;
   cache::OpId pending_ = 0;
@@ -402,10 +404,11 @@ plugins::Verdict Migration::reply(int status, std::string_view reason, json body
   if (status == 405) headers.push_back({"Allow", "POST"});
   for (HeaderField& h : extra_headers_) headers.push_back(std::move(h));
   extra_headers_.clear();
-  callbacks_.sendLocalReply(status, std::move(headers), body.is_null() ? "" : body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
+  callbacks_.sendLocalReply(
+      status, std::move(headers),
+      body.is_null() ? "" : body.dump(-1, ' ', false, json::error_handler_t::replace) + "\n");
   return plugins::Verdict::kStop;
 }
-
 
 plugins::Verdict Migration::onRequestHeaders(Request& request) {
   request_ = &request;
@@ -475,15 +478,13 @@ plugins::Verdict Migration::originRequest(Request& request) {
   session_ref_ = hashed(*state_, *cookie);
   std::string key = sessionKey(session_ref_);
   pending_ = context_.store().get(key, config_.timeout, tracked([this, key](cache::Result r) {
-    std::optional<std::string> plain;
-    if (r.status == cache::Status::kOk) plain = context_.open(key, r.value);
-    std::optional<json> session = plain ? parseObject(*plain) : std::nullopt;
-    if (session && session->value("r", 0) != 0) {
-      refuse(401, "revoked_session");
-      return;
-    }
-    callbacks_.resume();
-  }));
+                                    std::optional<json> session = openRecord(context_, key, r);
+                                    if (session && session->value("r", 0) != 0) {
+                                      refuse(401, "revoked_session");
+                                      return;
+                                    }
+                                    callbacks_.resume();
+                                  }));
   return plugins::Verdict::kStop;
 }
 
@@ -496,12 +497,13 @@ void Migration::handlePass() {
     return;
   }
   nonce_ = *nonce;
-  int64_t now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
-                       context_.now().time_since_epoch())
-                       .count();
+  int64_t now_ms =
+      std::chrono::duration_cast<std::chrono::milliseconds>(context_.now().time_since_epoch())
+          .count();
   int64_t skew = ts->get<int64_t>() - now_ms;
   if (skew < 0) skew = -skew;
-  if (skew > std::chrono::duration_cast<std::chrono::milliseconds>(config_.request_window).count()) {
+  if (skew >
+      std::chrono::duration_cast<std::chrono::milliseconds>(config_.request_window).count()) {
     refuse(401, "stale_request");
     return;
   }
@@ -514,8 +516,8 @@ void Migration::handlePass() {
   session_ref_ = hashed(*state_, *cookie);
   std::string key = sessionKey(session_ref_);
   pending_ = context_.store().get(key, config_.timeout, tracked([this, key](cache::Result r) {
-    passSession(key, std::move(r));
-  }));
+                                    passSession(key, std::move(r));
+                                  }));
 }
 
 void Migration::passSession(const std::string& key, cache::Result r) {
@@ -523,9 +525,7 @@ void Migration::passSession(const std::string& key, cache::Result r) {
     refuse(502, "store_unavailable");
     return;
   }
-  std::optional<std::string> plain;
-  if (r.status == cache::Status::kOk) plain = context_.open(key, r.value);
-  std::optional<json> session = plain ? parseObject(*plain) : std::nullopt;
+  std::optional<json> session = openRecord(context_, key, r);
   // A cookie tessera never saw set at a login with a user id: the session is not bound.
   if (!session) {
     refuse(403, "session_not_bound");
@@ -557,7 +557,8 @@ void Migration::passNonce(cache::Result r) {
   }
   pass_jti_ = newJti();
   std::string key = livePassKey(session_ref_);
-  std::string sealed = context_.seal(key, json{{"j", pass_jti_}, {"d", device()}}.dump(-1, ' ', false, json::error_handler_t::replace));
+  std::string sealed = context_.seal(key, json{{"j", pass_jti_}, {"d", device()}}.dump(
+                                              -1, ' ', false, json::error_handler_t::replace));
   cache::Callback done = tracked([this](cache::Result r) { passLive(std::move(r)); });
   if (config_.on_reissue == Config::OnReissue::kReplace) {
     // The newest pass is the session's only live one: an older one no longer verifies.
@@ -576,9 +577,10 @@ void Migration::passLive(cache::Result r) {
   // on_reissue: revoke. A second pass while one is live: someone else may hold the first.
   std::string key = sessionKey(session_ref_);
   session_["r"] = 1;
-  pending_ = context_.store().set(key, context_.seal(key, session_.dump(-1, ' ', false, json::error_handler_t::replace)),
-                                  config_.session_lifetime, config_.timeout,
-                                  tracked([this](cache::Result) { refuse(409, "reissue"); }));
+  pending_ = context_.store().set(
+      key, context_.seal(key, session_.dump(-1, ' ', false, json::error_handler_t::replace)),
+      config_.session_lifetime, config_.timeout,
+      tracked([this](cache::Result) { refuse(409, "reissue"); }));
 }
 
 void Migration::passIssue() {
@@ -607,8 +609,8 @@ void Migration::handleVerify() {
   }
   std::string redeemer = body->value("device", "");
   std::string ip = body->value("ip", "");
-  verification_ = std::make_unique<Verification>(
-      state_, context_, *pass, redeemer, ip, [this](Outcome v) {
+  verification_ =
+      std::make_unique<Verification>(state_, context_, *pass, redeemer, ip, [this](Outcome v) {
         if (v.status != 200) {
           refuse(v.status, v.reason);
           return;
@@ -627,20 +629,19 @@ void Migration::handleSession() {
     return;
   }
   std::string key = sessionKey(*sid);
-  pending_ = context_.store().get(key, config_.timeout, tracked([this, key](cache::Result r) {
-    if (r.status == cache::Status::kTimeout || r.status == cache::Status::kError) {
-      refuse(502, "store_unavailable");
-      return;
-    }
-    std::optional<std::string> plain;
-    if (r.status == cache::Status::kOk) plain = context_.open(key, r.value);
-    std::optional<json> session = plain ? parseObject(*plain) : std::nullopt;
-    if (!session || session->value("r", 0) != 0) {
-      refuse(401, "no_origin_session");
-      return;
-    }
-    reply(200, "session_live", json{{"live", true}});
-  }));
+  pending_ = context_.store().get(
+      key, config_.timeout, tracked([this, key](cache::Result r) {
+        if (r.status == cache::Status::kTimeout || r.status == cache::Status::kError) {
+          refuse(502, "store_unavailable");
+          return;
+        }
+        std::optional<json> session = openRecord(context_, key, r);
+        if (!session || session->value("r", 0) != 0) {
+          refuse(401, "no_origin_session");
+          return;
+        }
+        reply(200, "session_live", json{{"live", true}});
+      }));
 }
 
 plugins::Verdict Migration::onResponseHeaders(Response& response) {
@@ -667,15 +668,14 @@ plugins::Verdict Migration::onResponseHeaders(Response& response) {
     }
     if (user_id.empty()) return plugins::Verdict::kContinue;  // not a login tessera can use
     std::string key = sessionKey(hashed(*state_, cookie->value));
-    std::string record = json{{"u", user_id}, {"d", device()}, {"r", 0}}.dump(-1, ' ', false, json::error_handler_t::replace);
+    std::string record = json{{"u", user_id}, {"d", device()}, {"r", 0}}.dump(
+        -1, ' ', false, json::error_handler_t::replace);
     // The response waits for the record: a pass request right after the login finds it.
-    pending_ = context_.store().set(key, context_.seal(key, record), *ttl, config_.timeout,
-                                    tracked([this](cache::Result r) {
-                                      context_.count(r.status == cache::Status::kOk
-                                                         ? "session_recorded"
-                                                         : "record_failed");
-                                      callbacks_.resume();
-                                    }));
+    pending_ = context_.store().set(
+        key, context_.seal(key, record), *ttl, config_.timeout, tracked([this](cache::Result r) {
+          context_.count(r.status == cache::Status::kOk ? "session_recorded" : "record_failed");
+          callbacks_.resume();
+        }));
     return plugins::Verdict::kStop;
   }
   return plugins::Verdict::kContinue;
@@ -695,9 +695,8 @@ plugins::Verdict Migration::targetRequest(Request& request) {
 
 void Migration::checkPermit(const std::string& token) {
   std::string key = permitKey(hashed(*state_, token));
-  pending_ = context_.store().get(key, config_.timeout, tracked([this, key](cache::Result r) {
-    onPermit(key, std::move(r));
-  }));
+  pending_ = context_.store().get(
+      key, config_.timeout, tracked([this, key](cache::Result r) { onPermit(key, std::move(r)); }));
 }
 
 void Migration::onPermit(const std::string& key, cache::Result r) {
@@ -705,9 +704,7 @@ void Migration::onPermit(const std::string& key, cache::Result r) {
     refuse(502, "store_unavailable");
     return;
   }
-  std::optional<std::string> plain;
-  if (r.status == cache::Status::kOk) plain = context_.open(key, r.value);
-  std::optional<json> permit = plain ? parseObject(*plain) : std::nullopt;
+  std::optional<json> permit = openRecord(context_, key, r);
   if (!permit) {
     refuse(401, "unknown_permit");
     return;
@@ -723,21 +720,20 @@ void Migration::onPermit(const std::string& key, cache::Result r) {
   }
   // Permits die with their origin session, revoked or ended.
   std::string skey = sessionKey(permit->value("s", ""));
-  pending_ = context_.store().get(skey, config_.timeout, tracked([this, skey, user](cache::Result r) {
-    if (r.status == cache::Status::kTimeout || r.status == cache::Status::kError) {
-      refuse(502, "store_unavailable");
-      return;
-    }
-    std::optional<std::string> plain;
-    if (r.status == cache::Status::kOk) plain = context_.open(skey, r.value);
-    std::optional<json> session = plain ? parseObject(*plain) : std::nullopt;
-    if (!session || session->value("r", 0) != 0) {
-      refuse(401, "revoked_permit");
-      return;
-    }
-    request_->setHeader(config_.user_identity_header, user);
-    callbacks_.resume();
-  }));
+  pending_ = context_.store().get(
+      skey, config_.timeout, tracked([this, skey, user](cache::Result r) {
+        if (r.status == cache::Status::kTimeout || r.status == cache::Status::kError) {
+          refuse(502, "store_unavailable");
+          return;
+        }
+        std::optional<json> session = openRecord(context_, skey, r);
+        if (!session || session->value("r", 0) != 0) {
+          refuse(401, "revoked_permit");
+          return;
+        }
+        request_->setHeader(config_.user_identity_header, user);
+        callbacks_.resume();
+      }));
 }
 
 // The origin's session store is another cluster's: ask the origin whether the session is still
@@ -755,26 +751,24 @@ void Migration::checkRemoteSession(const std::string& permit_key, const std::str
         }
         std::string url = config_.origin + config_.endpoint_prefix + "migration/session";
         std::string body = json{{"sid", sid}}.dump(-1, ' ', false, json::error_handler_t::replace);
-        call_ = context_.post(
-            url, config_.origin_tls, body, "application/json", config_.origin_timeout,
-            [this, checked, user](OutboundReply reply) {
-              call_ = 0;
-              if (reply.status == 401) {
-                refuse(401, "revoked_permit");
-                return;
-              }
-              if (reply.status != 200) {
-                refuse(502, "origin_unreachable");
-                return;
-              }
-              pending_ = context_.store().set(checked, context_.seal(checked, "1"),
-                                              kRemoteCheckInterval, config_.timeout,
-                                              tracked([this, user](cache::Result) {
-                                                request_->setHeader(config_.user_identity_header,
-                                                                    user);
-                                                callbacks_.resume();
-                                              }));
-            });
+        call_ = context_.post(url, config_.origin_tls, body, "application/json",
+                              config_.origin_timeout, [this, checked, user](OutboundReply reply) {
+                                call_ = 0;
+                                if (reply.status == 401) {
+                                  refuse(401, "revoked_permit");
+                                  return;
+                                }
+                                if (reply.status != 200) {
+                                  refuse(502, "origin_unreachable");
+                                  return;
+                                }
+                                pending_ = context_.store().set(
+                                    checked, context_.seal(checked, "1"), kRemoteCheckInterval,
+                                    config_.timeout, tracked([this, user](cache::Result) {
+                                      request_->setHeader(config_.user_identity_header, user);
+                                      callbacks_.resume();
+                                    }));
+                              });
       }));
 }
 
@@ -791,37 +785,37 @@ void Migration::handleRedeem() {
       refuse(502, "origin_unreachable");
       return;
     }
-    verification_ = std::make_unique<Verification>(
-        origin, context_, *pass, device(), std::string(context_.clientIp()),
-        [this](Outcome v) { onVerified(std::move(v)); });
+    verification_ = std::make_unique<Verification>(origin, context_, *pass, device(),
+                                                   std::string(context_.clientIp()),
+                                                   [this](Outcome v) { onVerified(std::move(v)); });
     verification_->start();
     return;
   }
   json request = {{"pass", *pass}, {"device", device()}, {"ip", context_.clientIp()}};
   std::string url = config_.origin + config_.endpoint_prefix + "migration/verify";
-  call_ = context_.post(url, config_.origin_tls, request.dump(-1, ' ', false, json::error_handler_t::replace), "application/json",
-                        config_.origin_timeout, [this](OutboundReply reply) {
-                          call_ = 0;
-                          Outcome v;
-                          v.status = reply.status;
-                          std::optional<json> answer = parseObject(reply.body);
-                          if (reply.status == 0 || !answer) {
-                            v.status = 502;
-                            v.reason = "origin_unreachable";
-                          } else if (reply.status == 200) {
-                            v.user = answer->value("user", "");
-                            v.session_ref = answer->value("sid", "");
-                            if (v.user.empty()) v.status = 502;
-                            v.reason = v.user.empty() ? "origin_unreachable" : "redeemed";
-                          } else {
-                            v.reason = answer->value("error", "refused_by_origin");
-                            if (v.status != 400 && v.status != 401 && v.status != 403 &&
-                                v.status != 409) {
-                              v.status = 502;
-                            }
-                          }
-                          onVerified(std::move(v));
-                        });
+  call_ = context_.post(
+      url, config_.origin_tls, request.dump(-1, ' ', false, json::error_handler_t::replace),
+      "application/json", config_.origin_timeout, [this](OutboundReply reply) {
+        call_ = 0;
+        Outcome v;
+        v.status = reply.status;
+        std::optional<json> answer = parseObject(reply.body);
+        if (reply.status == 0 || !answer) {
+          v.status = 502;
+          v.reason = "origin_unreachable";
+        } else if (reply.status == 200) {
+          v.user = answer->value("user", "");
+          v.session_ref = answer->value("sid", "");
+          if (v.user.empty()) v.status = 502;
+          v.reason = v.user.empty() ? "origin_unreachable" : "redeemed";
+        } else {
+          v.reason = answer->value("error", "refused_by_origin");
+          if (v.status != 400 && v.status != 401 && v.status != 403 && v.status != 409) {
+            v.status = 502;
+          }
+        }
+        onVerified(std::move(v));
+      });
 }
 
 void Migration::onVerified(Outcome v) {
@@ -835,7 +829,8 @@ void Migration::onVerified(Outcome v) {
     return;
   }
   std::string key = permitKey(hashed(*state_, token));
-  std::string record = json{{"u", v.user}, {"s", v.session_ref}, {"d", device()}}.dump(-1, ' ', false, json::error_handler_t::replace);
+  std::string record = json{{"u", v.user}, {"s", v.session_ref}, {"d", device()}}.dump(
+      -1, ' ', false, json::error_handler_t::replace);
   pending_ = context_.store().set(
       key, context_.seal(key, record), config_.permit_ttl, config_.timeout,
       tracked([this, token](cache::Result r) {
@@ -843,10 +838,9 @@ void Migration::onVerified(Outcome v) {
           refuse(502, "store_unavailable");
           return;
         }
-        extra_headers_.push_back(
-            {"Set-Cookie", config_.permit_cookie + "=" + token + "; Max-Age=" +
-                               std::to_string(config_.permit_ttl.count()) +
-                               "; Path=/; Secure; HttpOnly; SameSite=Lax"});
+        extra_headers_.push_back({"Set-Cookie", config_.permit_cookie + "=" + token + "; Max-Age=" +
+                                                    std::to_string(config_.permit_ttl.count()) +
+                                                    "; Path=/; Secure; HttpOnly; SameSite=Lax"});
         reply(200, "redeemed", json{{"ok", true}, {"expires_in", config_.permit_ttl.count()}});
       }));
 }
@@ -878,8 +872,8 @@ std::shared_ptr<const Factory> makeMigrationFactory(const std::string& name,
   }
   if (state->config.role == Config::Role::kOrigin) {
     std::string error;
-    state->codec = PassCodec::fromFiles(state->config.signing_key, state->config.encryption_key,
-                                        error);
+    state->codec =
+        PassCodec::fromFiles(state->config.signing_key, state->config.encryption_key, error);
     if (!state->codec) {
       YAML::Mark mark = node["signing_key"].Mark();
       throw PluginConfigError("signing_key", mark.line + 1, mark.column + 1, error);

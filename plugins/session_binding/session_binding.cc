@@ -1,7 +1,5 @@
 #include "plugins/session_binding/session_binding.h"
 
-#include "plugins/cookies.h"
-
 #include <openssl/crypto.h>
 #include <openssl/err.h>
 #include <openssl/evp.h>
@@ -16,12 +14,14 @@
 #include <utility>
 #include <vector>
 
+#include "plugins/cookies.h"
+
 namespace tessera::plugins {
 namespace {
 
 using Config = SessionBindingConfig;
-using cookies::countSessionCookies;
 using cookies::cookieIn;
+using cookies::countSessionCookies;
 using cookies::lifetimeOf;
 using cookies::parseSetCookie;
 using cookies::SetCookie;
@@ -102,7 +102,7 @@ class SessionBinding : public Plugin {
   std::optional<std::string> fingerprint_;
   cache::OpId pending_ = 0;
   std::vector<cache::OpId> writes_;  // binding writes of the response; 0 once done
-  bool mismatched_ = false;  // the lookup found another device's binding
+  bool mismatched_ = false;          // the lookup found another device's binding
 };
 
 Verdict SessionBinding::onRequestHeaders(Request& request) {

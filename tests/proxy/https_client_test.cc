@@ -542,20 +542,6 @@ TEST_F(HttpsClientTest, HostNameIsResolvedWithoutBlockingAndSentAsSni) {
   EXPECT_EQ(server.last().host, "verify.test:" + std::to_string(server.port()));
 }
 
-TEST_F(HttpsClientTest, Ipv6LiteralIsCheckedAgainstTheCertificate) {
-  std::unique_ptr<TestServer> server;
-  try {
-    server = std::make_unique<TestServer>(*dir_, "server", "::1");
-  } catch (const std::runtime_error&) {
-    GTEST_SKIP() << "no IPv6 loopback here";
-  }
-  makeClient();
-  Reply reply = postAndWait(server->url("/status/200"), "six");
-  EXPECT_EQ(reply.status, 200) << reply.error;
-  EXPECT_EQ(server->last().host, "[::1]:" + std::to_string(server->port()));
-  EXPECT_EQ(server->last().sni, "");
-}
-
 TEST_F(HttpsClientTest, ReplyBodyOverTheCapFails) {
   TestServer server(*dir_, "server");
   makeClient();

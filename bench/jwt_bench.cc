@@ -16,6 +16,7 @@
 #include <chrono>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -208,6 +209,10 @@ class NullStore : public tessera::cache::Store {
                               tessera::cache::Callback) override {
     return 1;
   }
+  tessera::cache::OpId increment(std::string_view, tessera::cache::Seconds, tessera::cache::Millis,
+                                 tessera::cache::Callback) override {
+    return 1;
+  }
   void cancel(tessera::cache::OpId) override {}
 };
 
@@ -235,6 +240,15 @@ class BenchContext : public Context {
     return 1;
   }
   void cancelPost(uint64_t) override {}
+  void share(std::string_view name, std::string_view value) override {
+    shared_values[std::string(name)] = value;
+  }
+  std::optional<std::string_view> shared(std::string_view name) const override {
+    auto it = shared_values.find(name);
+    if (it == shared_values.end()) return std::nullopt;
+    return it->second;
+  }
+  std::map<std::string, std::string, std::less<>> shared_values;
 
  private:
   NullStore store_;

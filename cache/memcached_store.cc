@@ -40,7 +40,7 @@ constexpr uint32_t kMaxLanes = 256;
 constexpr int64_t kMaxRelativeExpiry = 60 * 60 * 24 * 30;
 constexpr int64_t kMaxTtlSeconds = int64_t{60} * 60 * 24 * 365 * 10;
 
-enum class OpKind { kGet, kSet, kAdd, kRemove };
+enum class OpKind { kGet, kSet, kAdd, kRemove, kIncrement };
 
 struct Job {
   OpKind kind = OpKind::kGet;
@@ -188,6 +188,7 @@ class MemcachedBackend::Ring {
   Result runSet(memcached_st* mc, const std::vector<MemcachedCopy>& copies, const Job& job);
   Result runAdd(memcached_st* mc, const std::vector<MemcachedCopy>& copies, const Job& job);
   Result runRemove(memcached_st* mc, const std::vector<MemcachedCopy>& copies);
+  Result runIncrement(memcached_st* mc, const std::vector<MemcachedCopy>& copies, const Job& job);
   template <typename Call>
   memcached_return_t callCopy(memcached_st* mc, const std::string& key, Call call);
   bool admit(size_t node);
@@ -393,6 +394,8 @@ Result MemcachedBackend::Ring::run(memcached_st* mc, const Job& job) {
       return runAdd(mc, copies, job);
     case OpKind::kRemove:
       return runRemove(mc, copies);
+    case OpKind::kIncrement:
+      return runIncrement(mc, copies, job);
   }
   return Result{Status::kError, {}};
 }
@@ -459,6 +462,24 @@ Result MemcachedBackend::Ring::runAdd(memcached_st* mc, const std::vector<Memcac
     if (rc == MEMCACHED_NOTSTORED || rc == MEMCACHED_DATA_EXISTS)
       return Result{Status::kExists, {}};
     // A node that answered with an error (value too big) would answer the same on every copy.
+    if (verdictOf(rc) != NodeVerdict::kNodeFailed) break;
+  }
+  return Result{Status::kError, {}};
+}
+
+// One round trip with the binary protocol's increment-with-initial; the first copy whose node
+// answers holds the counter (see Store::increment for why counters are not replicated).
+Result MemcachedBackend::Ring::runIncrement(memcached_st* mc,
+                                            const std::vector<MemcachedCopy>& copies,
+                                            const Job& job) {
+  time_t expiration = expirationFor(job.ttl);
+  for (const MemcachedCopy& copy : copies) {
+    uint64_t count = 0;
+    memcached_return_t rc = callCopy(mc, copy.key, [&] {
+      return memcached_increment_with_initial(mc, copy.key.data(), copy.key.size(), 1, 1,
+                                              expiration, &count);
+    });
+    if (memcached_success(rc)) return Result{Status::kOk, std::to_string(count)};
     if (verdictOf(rc) != NodeVerdict::kNodeFailed) break;
   }
   return Result{Status::kError, {}};
@@ -624,6 +645,9 @@ class MemcachedStore final : public Store {
   }
   OpId remove(std::string_view key, Millis timeout, Callback done) override {
     return submit(OpKind::kRemove, key, {}, Seconds(0), timeout, std::move(done));
+  }
+  OpId increment(std::string_view key, Seconds ttl, Millis timeout, Callback done) override {
+    return submit(OpKind::kIncrement, key, {}, ttl, timeout, std::move(done));
   }
   void cancel(OpId id) override { pending_->cancel(id); }
 

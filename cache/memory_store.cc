@@ -1,6 +1,7 @@
 #include "cache/memory_store.h"
 
 #include <algorithm>
+#include <charconv>
 #include <cstdint>
 #include <list>
 #include <mutex>
@@ -22,6 +23,7 @@ class MemoryTable {
   Result set(std::string_view key, std::string_view value, Seconds ttl);
   Result add(std::string_view key, std::string_view value, Seconds ttl);
   Result remove(std::string_view key);
+  Result increment(std::string_view key, Seconds ttl);
   size_t size() const;
 
  private:
@@ -128,6 +130,25 @@ Result MemoryTable::add(std::string_view key, std::string_view value, Seconds tt
   return Result{Status::kOk, {}};
 }
 
+Result MemoryTable::increment(std::string_view key, Seconds ttl) {
+  TimePoint now = now_();
+  Shard& shard = shardFor(key);
+  std::lock_guard<std::mutex> lock(shard.mu);
+  Lru::iterator* it = shard.find(key, now);
+  if (it == nullptr) {
+    shard.insert(key, "1", expiry(now, ttl));
+    return Result{Status::kOk, "1"};
+  }
+  uint64_t count = 0;
+  const std::string& text = (*it)->value;
+  auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), count);
+  // memcached refuses to count a value that is no number; so does this table.
+  if (error != std::errc() || end != text.data() + text.size()) return Result{Status::kError, {}};
+  (*it)->value = std::to_string(count + 1);
+  shard.touch(*it);
+  return Result{Status::kOk, (*it)->value};
+}
+
 Result MemoryTable::remove(std::string_view key) {
   TimePoint now = now_();
   Shard& shard = shardFor(key);
@@ -178,6 +199,11 @@ class MemoryStore : public Store {
   OpId remove(std::string_view key, Millis timeout, Callback done) override {
     OpId id = ops_->start(timeout, std::move(done));
     ops_->complete(id, table_->remove(key));
+    return id;
+  }
+  OpId increment(std::string_view key, Seconds ttl, Millis timeout, Callback done) override {
+    OpId id = ops_->start(timeout, std::move(done));
+    ops_->complete(id, table_->increment(key, ttl));
     return id;
   }
   void cancel(OpId id) override { ops_->cancel(id); }

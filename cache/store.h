@@ -48,7 +48,7 @@ using Millis = std::chrono::milliseconds;
 using Seconds = std::chrono::seconds;
 
 enum class Status {
-  kOk,        // get: found (value set); set, add, remove: done
+  kOk,        // get: found (value set); set, add, remove: done; increment: counted (value set)
   kNotFound,  // get: no such key, or it expired; remove: there was nothing to remove
   kExists,    // add: the key was already there, nothing was written
   kTimeout,   // the deadline passed first
@@ -59,7 +59,7 @@ const char* statusName(Status s);
 
 struct Result {
   Status status = Status::kError;
-  std::string value;  // get with kOk only
+  std::string value;  // get with kOk only; increment with kOk: the new count, in decimal
 };
 
 using Callback = std::function<void(Result)>;
@@ -79,6 +79,12 @@ class Store {
   virtual OpId add(std::string_view key, std::string_view value, Seconds ttl, Millis timeout,
                    Callback done) = 0;
   virtual OpId remove(std::string_view key, Millis timeout, Callback done) = 0;
+  // Adds 1 to the counter `key` and gives back the new count. A counter that does not exist is
+  // created at 1 and lives `ttl` from then; later increments keep its expiry (fixed windows, as a
+  // rate limit wants). Atomic like add: concurrent increments from every worker and node each
+  // count once. A distributed store keeps a counter on one node only: losing the node restarts
+  // its counters, which errs towards letting requests through rather than refusing them.
+  virtual OpId increment(std::string_view key, Seconds ttl, Millis timeout, Callback done) = 0;
   // The callback of `id` will not run. Unknown or finished ids are ignored.
   virtual void cancel(OpId id) = 0;
 };

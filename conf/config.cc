@@ -855,6 +855,7 @@ std::optional<Route> Loader::route(const Item& item, const Config& config) {
   std::optional<Fields> f = fields(item, {"host", "path_prefix", "upstream", "plugins"});
   if (!f) return std::nullopt;
   Route result;
+  result.key_path = item.path;
   readOptional(*f, "host", result.host, &Loader::routeHost);
   readOptional(*f, "path_prefix", result.path_prefix, &Loader::pathPrefix);
   if (const Item* list = f->find("plugins"); list && isList(*list, false)) {
@@ -863,6 +864,7 @@ std::optional<Route> Loader::route(const Item& item, const Config& config) {
       if (!name) continue;
       if (!config.plugins.count(*name)) fail(element, "unknown plugin \"" + *name + "\"");
       result.plugins.push_back(std::move(*name));
+      result.plugin_marks.push_back(element.mark);
     }
   }
   const Item* upstream = need(*f, "upstream");

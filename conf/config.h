@@ -89,6 +89,8 @@ struct Route {
   std::string path_prefix = "/";     // must start with '/'
   std::string upstream;              // a key of Config::upstreams
   std::vector<std::string> plugins;  // keys of Config::plugins, run in this order
+  std::vector<Mark> plugin_marks;    // where each of `plugins` is written
+  std::string key_path;              // "listeners[0].routes[1]"
 };
 
 // A named plugin instance under `plugins:`. This layer checks only `type`; the plugin's own

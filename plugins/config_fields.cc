@@ -3,6 +3,7 @@
 #include <charconv>
 #include <chrono>
 #include <cstdint>
+#include <limits>
 
 #include "plugins/plugin.h"
 
@@ -148,6 +149,32 @@ int prefix(const Item& item, int max) {
   return value;
 }
 
+std::string endpointPrefix(const Item& item) {
+  static const std::string kExpected =
+      "expected a path that starts and ends with '/', like /_tessera/";
+  std::string text = scalar(item, kExpected);
+  if (text.size() < 2 || text.front() != '/' || text.back() != '/') {
+    fail(item.mark, item.path,
+         text == "/" ? "must not be / alone (the endpoints would mix with the application's paths)"
+                     : kExpected);
+  }
+  bool plain = std::all_of(text.begin(), text.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+           c == '.' || c == '_' || c == '~' || c == '/';
+  });
+  if (!plain) fail(item.mark, item.path, "expected letters, digits, '-', '.', '_', '~' and '/'");
+  std::string_view segments = std::string_view(text).substr(1, text.size() - 2);
+  while (true) {
+    size_t slash = segments.find('/');
+    std::string_view segment = segments.substr(0, slash);
+    if (segment.empty() || segment == "." || segment == "..") {
+      fail(item.mark, item.path, "must not hold an empty, '.' or '..' segment");
+    }
+    if (slash == std::string_view::npos) return text;
+    segments = segments.substr(slash + 1);
+  }
+}
+
 std::optional<cache::Millis> parseDuration(std::string_view text) {
   size_t digits = 0;
   while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
@@ -183,6 +210,35 @@ cache::Seconds wholeSeconds(const Item& item, cache::Seconds max, const std::str
 cache::Seconds cookieLifetime(const Item& item) {
   return wholeSeconds(item, kMaxCookieLifetime,
                       "must be at most 400 days (browsers keep no cookie longer)");
+}
+
+std::optional<uint64_t> parseSize(std::string_view text) {
+  size_t digits = 0;
+  while (digits < text.size() && text[digits] >= '0' && text[digits] <= '9') ++digits;
+  uint64_t number = 0;
+  auto [end, ec] = std::from_chars(text.data(), text.data() + digits, number);
+  if (digits == 0 || ec != std::errc()) return std::nullopt;
+  std::string_view unit = text.substr(digits);
+  uint64_t factor = unit == ""      ? 1
+                    : unit == "KiB" ? uint64_t{1} << 10
+                    : unit == "MiB" ? uint64_t{1} << 20
+                    : unit == "GiB" ? uint64_t{1} << 30
+                    : unit == "KB"  ? 1'000
+                    : unit == "MB"  ? 1'000'000
+                    : unit == "GB"  ? 1'000'000'000
+                                    : 0;
+  if (factor == 0 || number > std::numeric_limits<uint64_t>::max() / factor) return std::nullopt;
+  return number * factor;
+}
+
+uint64_t size(const Item& item, uint64_t max, const std::string& too_large) {
+  static const std::string kExpected = "expected a size like 16384, 64KiB or 10MiB";
+  std::optional<uint64_t> value = parseSize(scalar(item, kExpected));
+  if (!value) fail(item.mark, item.path, kExpected);
+  // Every size is a limit: zero would refuse everything it bounds.
+  if (*value == 0) fail(item.mark, item.path, "must be greater than 0");
+  if (*value > max) fail(item.mark, item.path, too_large);
+  return *value;
 }
 
 bool boolean(const Item& item) {

@@ -1,9 +1,9 @@
 #pragma once
 
 // Helpers shared by the plugins' config parsers (session_binding_config.cc, jwt_config.cc,
-// migration_config.cc): they read one YAML value each and throw PluginConfigError, with the key
-// path and the 1-based line and column of the value, when it is malformed. Start-up code only:
-// exceptions are fine here, and nothing of this runs on the data path.
+// migration_config.cc, guard_config.cc): they read one YAML value each and throw PluginConfigError,
+// with the key path and the 1-based line and column of the value, when it is malformed. Start-up
+// code only: exceptions are fine here, and nothing of this runs on the data path.
 //
 // Messages are part of the contract: tests and operators match on them, so a helper says the same
 // thing for every plugin that uses it.
@@ -12,6 +12,7 @@
 
 #include <algorithm>
 #include <cstddef>
+#include <cstdint>
 #include <functional>
 #include <initializer_list>
 #include <iterator>
@@ -106,6 +107,12 @@ std::string attribute(const Item& item);
 // An address prefix length from 0 to `max` (32 for IPv4, 128 for IPv6).
 int prefix(const Item& item, int max);
 
+// Where a plugin's endpoints live on its routes ("/_tessera/"): starts and ends with '/', letters,
+// digits, '-', '.', '_', '~' and '/' only, no empty, '.' or '..' segment. The runtime matches
+// request targets against prefix + endpoint name, so nothing a client could spell another way
+// (%-escapes, dot segments, "//") is let in.
+std::string endpointPrefix(const Item& item);
+
 // "<digits><unit>", unit ms, s, m or h; bare digits are seconds, as everywhere in tessera's config.
 // nullopt when malformed or absurdly large.
 std::optional<cache::Millis> parseDuration(std::string_view text);
@@ -117,6 +124,13 @@ cache::Seconds wholeSeconds(const Item& item, cache::Seconds max, const std::str
 // wholeSeconds() up to kMaxCookieLifetime ("must be at most 400 days (browsers keep no cookie
 // longer)").
 cache::Seconds cookieLifetime(const Item& item);
+
+// "<digits><unit>", unit KiB, MiB or GiB (powers of 1024) or KB, MB or GB (powers of 1000); bare
+// digits are bytes. The same syntax as every size in tessera's config (docs/config.md). nullopt
+// when malformed or over 2^64 - 1.
+std::optional<uint64_t> parseSize(std::string_view text);
+// A size greater than 0; `too_large` is the message when it is over `max`.
+uint64_t size(const Item& item, uint64_t max, const std::string& too_large);
 
 bool boolean(const Item& item);
 

@@ -143,6 +143,15 @@ class Context {
                         std::string_view content_type, std::chrono::milliseconds timeout,
                         OutboundCallback callback) = 0;
   virtual void cancelPost(uint64_t id) = 0;
+  // What a plugin learned about this request, told to the plugins after it on the route (and to
+  // every response hook): name → value, for this request only. A value nobody on the route reads
+  // (Factory::reads) is dropped at once, so sharing costs nothing where it is not wanted. A second
+  // share() of a name replaces the value. Names in use:
+  //   "claim:NAME"  the jwt plugin: each top-level claim of a verified token whose value is a
+  //                 string, a number or a boolean (as JSON writes it; strings without quotes).
+  virtual void share(std::string_view name, std::string_view value) = 0;
+  // nullopt when no plugin before this one shared `name` on this request.
+  virtual std::optional<std::string_view> shared(std::string_view name) const = 0;
 };
 
 class Plugin {
@@ -183,6 +192,11 @@ class Factory {
   // True if this plugin may read request bodies (then Plugin::wantsBody() decides per request).
   // Routes that list such a plugin keep each request's body until the plugins have agreed.
   virtual bool wantsRequestBody() const { return false; }
+  // The names this plugin's instances share(): exact, or a prefix ending in '*' ("claim:*").
+  virtual std::vector<std::string> shares() const { return {}; }
+  // The names they read with shared(). A route that lists this plugin must list, before it, a
+  // plugin that shares each of them, or the config is refused.
+  virtual std::vector<std::string> reads() const { return {}; }
 };
 
 // Makes a Factory from the plugin's YAML node (its map, `type` key included). `name` is the

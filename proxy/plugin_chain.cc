@@ -2,6 +2,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include <algorithm>
+
 #include "cache/sealer.h"
 #include "proxy/audit_log.h"
 #include "proxy/device_fingerprint.h"
@@ -68,6 +70,13 @@ class PluginChain::Slot : public plugins::Context, public plugins::Callbacks {
                                  std::move(callback));
   }
   void cancelPost(uint64_t id) override { chain_.outbound_.cancel(id); }
+  void share(std::string_view name, std::string_view value) override { chain_.share(name, value); }
+  std::optional<std::string_view> shared(std::string_view name) const override {
+    for (const auto& [key, value] : chain_.shared_) {
+      if (key == name) return value;
+    }
+    return std::nullopt;
+  }
 
   void resume() override;
   void sendLocalReply(int status, std::vector<plugins::HeaderField> headers,
@@ -122,7 +131,8 @@ PluginChain::PluginChain(Owner& owner, const RouteTarget& route, const Snapshot&
       store_(store),
       metrics_(metrics),
       outbound_(outbound),
-      client_(client) {
+      client_(client),
+      shared_reads_(route.shared_reads) {
   for (const PluginTarget* target : route.plugins) {
     slots_.push_back(std::make_unique<Slot>(*this, *target));
     wants_body_ = wants_body_ || slots_.back()->may_read_body;
@@ -130,6 +140,17 @@ PluginChain::PluginChain(Owner& owner, const RouteTarget& route, const Snapshot&
 }
 
 PluginChain::~PluginChain() { finish(); }
+
+void PluginChain::share(std::string_view name, std::string_view value) {
+  if (std::find(shared_reads_.begin(), shared_reads_.end(), name) == shared_reads_.end()) return;
+  for (auto& [key, kept] : shared_) {
+    if (key == name) {
+      kept = value;
+      return;
+    }
+  }
+  shared_.emplace_back(name, value);
+}
 
 void PluginChain::finish() {
   if (finished_) return;

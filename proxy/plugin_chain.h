@@ -24,6 +24,8 @@
 #include <memory>
 #include <optional>
 #include <string>
+#include <string_view>
+#include <utility>
 #include <vector>
 
 #include "plugins/plugin.h"
@@ -115,6 +117,7 @@ class PluginChain {
   // A hook returned: the state it leaves the chain in, or nullopt to go on with the next hook.
   std::optional<State> afterHook(plugins::Verdict v);
   void resumed();
+  void share(std::string_view name, std::string_view value);
   std::string fingerprint(const std::vector<std::string>& attributes, int v4, int v6) const;
 
   Owner& owner_;
@@ -129,16 +132,18 @@ class PluginChain {
   Phase phase_ = Phase::kHead;
   bool wants_body_ = false;
   bool has_body_ = false;
-  size_t next_ = 0;       // the hook to run next (response hooks count down from the end)
-  std::string body_;      // the piece being delivered
+  size_t next_ = 0;   // the hook to run next (response hooks count down from the end)
+  std::string body_;  // the piece being delivered
   bool body_last_ = false;
-  std::string body_queue_;  // pieces that arrived while a plugin waited
+  std::string body_queue_;      // pieces that arrived while a plugin waited
   bool body_complete_ = false;  // the final piece has been queued
-  bool in_hook_ = false;  // a hook is on the stack
-  bool resumed_ = false;  // resume() came inside the running hook
-  bool waiting_ = false;  // a hook returned kStop and has not resumed or replied
+  bool in_hook_ = false;        // a hook is on the stack
+  bool resumed_ = false;        // resume() came inside the running hook
+  bool waiting_ = false;        // a hook returned kStop and has not resumed or replied
   bool finished_ = false;
   std::optional<LocalReply> reply_;
+  const std::vector<std::string>& shared_reads_;  // the route's: what share() keeps
+  std::vector<std::pair<std::string, std::string>> shared_;
 };
 
 }  // namespace tessera::proxy

@@ -65,6 +65,42 @@ void buildPlugins(const conf::Config& c, std::map<std::string, PluginTarget>& ou
   }
 }
 
+bool sharesName(const plugins::Factory& factory, const std::string& name) {
+  for (const std::string& pattern : factory.shares()) {
+    if (pattern == name) return true;
+    if (pattern.ends_with('*') &&
+        name.starts_with(std::string_view(pattern).substr(0, pattern.size() - 1))) {
+      return true;
+    }
+  }
+  return false;
+}
+
+// Every name a plugin reads must be shared by a plugin listed before it on the route: otherwise
+// the plugin would wait, on every request, for something that never comes.
+void checkSharedNames(const conf::Config& c, const conf::Route& r, RouteTarget& route,
+                      std::vector<conf::Error>& errors) {
+  if (route.plugins.size() != r.plugins.size()) return;  // an unknown plugin, reported already
+  for (size_t i = 0; i < route.plugins.size(); ++i) {
+    for (const std::string& name : route.plugins[i]->factory->reads()) {
+      bool shared = std::any_of(
+          route.plugins.begin(), route.plugins.begin() + i,
+          [&](const PluginTarget* before) { return sharesName(*before->factory, name); });
+      if (!shared) {
+        errors.push_back(conf::Error{
+            c.file, r.plugin_marks[i], r.key_path + ".plugins[" + std::to_string(i) + "]",
+            "plugin \"" + route.plugins[i]->name + "\" reads " + name +
+                ", which no plugin listed before it shares" +
+                (name.starts_with("claim:") ? " (list a jwt plugin before it)" : "")});
+      }
+      if (std::find(route.shared_reads.begin(), route.shared_reads.end(), name) ==
+          route.shared_reads.end()) {
+        route.shared_reads.push_back(name);
+      }
+    }
+  }
+}
+
 std::shared_ptr<const cache::Sealer> buildSealer(const conf::Config& c,
                                                  std::vector<conf::Error>& errors) {
   const auto& keys = c.session_cache.seal_keys;
@@ -123,6 +159,7 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const conf::Conf
           route.plugins.push_back(&p->second);
         }
       }
+      checkSharedNames(*config, r, route, errors);
     }
   }
   try {

@@ -38,6 +38,7 @@ struct RouteTarget {
   const conf::Route* conf = nullptr;
   const UpstreamTarget* upstream = nullptr;
   std::vector<const PluginTarget*> plugins;  // in the route's order
+  std::vector<std::string> shared_reads;     // every name its plugins read (Factory::reads)
 };
 
 struct ListenerTarget {

@@ -356,6 +356,9 @@ const Failure* decryptClaim(std::string_view compact, const std::vector<JwtKey>&
 struct Verified {
   double valid_until = 0;  // exp + clock_skew, in seconds since the epoch
   std::vector<HeaderField> headers;
+  // "claim:NAME" → value, for Context::share: the top-level claims that are strings, numbers or
+  // booleans, encrypted ones decrypted.
+  std::vector<std::pair<std::string, std::string>> shared;
 };
 
 // Each step returns the failure that ends the check, or nullptr to go on.
@@ -377,6 +380,7 @@ class TokenVerifier {
   const Failure* checkAudience() const;
   const Failure* decryptClaims();
   const Failure* buildHeaders(std::vector<HeaderField>& out) const;
+  void collectShared(std::vector<std::pair<std::string, std::string>>& out) const;
 
   const Config& config_;
   const double now_;
@@ -397,6 +401,7 @@ const Failure* TokenVerifier::run(std::string_view token,
   if (const Failure* failure = checkAudience()) return failure;
   if (const Failure* failure = decryptClaims()) return failure;
   if (const Failure* failure = buildHeaders(out.headers)) return failure;
+  collectShared(out.shared);
   out.valid_until = exp_ + skew_;
   return nullptr;
 }
@@ -533,15 +538,25 @@ const Failure* TokenVerifier::buildHeaders(std::vector<HeaderField>& out) const 
   return nullptr;
 }
 
+void TokenVerifier::collectShared(std::vector<std::pair<std::string, std::string>>& out) const {
+  for (const auto& [name, value] : claims_.items()) {
+    if (value.is_string()) {
+      out.emplace_back("claim:" + name, value.get_ref<const std::string&>());
+    } else if (value.is_number() || value.is_boolean()) {
+      out.emplace_back("claim:" + name, compactJson(value));
+    }
+  }
+}
+
 // --- The verified-token cache -------------------------------------------------------------------
 
 class TokenCache {
  public:
   explicit TokenCache(size_t capacity) : capacity_(capacity) {}
 
-  // The headers of a live entry, which becomes the most recent; nullptr on a miss. An entry whose
-  // token has expired since is dropped.
-  const std::vector<HeaderField>* find(const std::string& digest, double now) {
+  // A live entry, which becomes the most recent; nullptr on a miss. An entry whose token has
+  // expired since is dropped.
+  const Verified* find(const std::string& digest, double now) {
     auto it = index_.find(digest);
     if (it == index_.end()) return nullptr;
     if (!(now < it->second->second.valid_until)) {
@@ -550,7 +565,7 @@ class TokenCache {
       return nullptr;
     }
     lru_.splice(lru_.begin(), lru_, it->second);
-    return &it->second->second.headers;
+    return &it->second->second;
   }
 
   void insert(std::string digest, Verified verified) {
@@ -674,7 +689,7 @@ class JwtPlugin : public Plugin {
  private:
   Verdict noToken();
   Verdict reject(const Failure& failure);
-  Verdict forward(Request& request, const std::vector<HeaderField>& headers);
+  Verdict forward(Request& request, const Verified& verified);
 
   std::shared_ptr<const FactoryState> state_;
   const Config& config_;
@@ -694,16 +709,16 @@ Verdict JwtPlugin::onRequestHeaders(Request& request) {
   std::optional<std::string> digest;
   if (cache != nullptr) digest = sha256(state_->sha256.get(), *token);
   if (digest) {
-    if (const std::vector<HeaderField>* headers = cache->find(*digest, now)) {
+    if (const Verified* verified = cache->find(*digest, now)) {
       context_.count("cache_hit");
-      return forward(request, *headers);
+      return forward(request, *verified);
     }
   }
   Verified verified;
   if (const Failure* failure = TokenVerifier(config_, now).run(*token, *parts, verified)) {
     return reject(*failure);
   }
-  Verdict verdict = forward(request, verified.headers);
+  Verdict verdict = forward(request, verified);
   if (digest) cache->insert(std::move(*digest), std::move(verified));
   return verdict;
 }
@@ -730,8 +745,9 @@ Verdict JwtPlugin::reject(const Failure& failure) {
   return Verdict::kStop;
 }
 
-Verdict JwtPlugin::forward(Request& request, const std::vector<HeaderField>& headers) {
-  for (const HeaderField& header : headers) request.setHeader(header.name, header.value);
+Verdict JwtPlugin::forward(Request& request, const Verified& verified) {
+  for (const HeaderField& header : verified.headers) request.setHeader(header.name, header.value);
+  for (const auto& [name, value] : verified.shared) context_.share(name, value);
   context_.count("ok");
   return Verdict::kContinue;
 }
@@ -742,6 +758,7 @@ class JwtFactory : public Factory {
   std::unique_ptr<Plugin> create(Context& context, Callbacks& callbacks) const override {
     return std::make_unique<JwtPlugin>(state_, context, callbacks);
   }
+  std::vector<std::string> shares() const override { return {"claim:*"}; }
 
  private:
   std::shared_ptr<const FactoryState> state_;

@@ -327,6 +327,8 @@ class Migration : public Plugin {
  private:
   enum class Endpoint { kNone, kPass, kVerify, kSession, kRedeem };
 
+  std::string loginUser(Response& response);
+
   void cancelAll() {
     if (pending_ != 0) context_.store().cancel(std::exchange(pending_, 0));
     if (call_ != 0) context_.cancelPost(std::exchange(call_, 0));
@@ -644,13 +646,24 @@ void Migration::handleSession() {
       }));
 }
 
+// Who logged in: a claim of the request's token (shared by the jwt plugin before this one), or
+// the backend's response header, which is meant for tessera and not for the client.
+std::string Migration::loginUser(Response& response) {
+  if (config_.user_header.starts_with("claim:")) {
+    std::optional<std::string_view> claim = context_.shared(config_.user_header);
+    return claim ? std::string(*claim) : std::string();
+  }
+  std::optional<std::string_view> user = response.header(config_.user_header);
+  std::string user_id = user ? std::string(*user) : std::string();
+  response.removeHeader(config_.user_header);
+  return user_id;
+}
+
 plugins::Verdict Migration::onResponseHeaders(Response& response) {
   if (config_.role != Config::Role::kOrigin || endpoint_ != Endpoint::kNone) {
     return plugins::Verdict::kContinue;
   }
-  std::optional<std::string_view> user = response.header(config_.user_header);
-  std::string user_id = user ? std::string(*user) : std::string();
-  response.removeHeader(config_.user_header);  // meant for tessera, not for the client
+  std::string user_id = loginUser(response);
   for (std::string_view line : response.headers("Set-Cookie")) {
     std::optional<cookies::SetCookie> cookie = cookies::parseSetCookie(line);
     if (!cookie || cookie->name != config_.session_cookie) continue;
@@ -852,6 +865,13 @@ class MigrationFactory : public Factory {
     return std::make_unique<Migration>(state_, context, callbacks);
   }
   bool wantsRequestBody() const override { return true; }
+  std::vector<std::string> reads() const override {
+    const Config& config = state_->config;
+    if (config.role == Config::Role::kOrigin && config.user_header.starts_with("claim:")) {
+      return {config.user_header};
+    }
+    return {};
+  }
 
  private:
   std::shared_ptr<const State> state_;

@@ -41,34 +41,6 @@ constexpr std::string_view kTargetKeys[] = {"origin",          "origin_plugin", 
                                             "origin_timeout",  "permit_cookie", "permit_ttl",
                                             "identity_headers"};
 
-// The runtime matches request targets against prefix + endpoint name, so the prefix is kept to
-// plain path characters: nothing a client could spell another way (%-escapes, dot segments, "//").
-std::string endpointPrefix(const Item& item) {
-  static const std::string kExpected =
-      "expected a path that starts and ends with '/', like /_tessera/";
-  std::string text = fields::scalar(item, kExpected);
-  if (text.size() < 2 || text.front() != '/' || text.back() != '/') {
-    fail(item.mark, item.path,
-         text == "/" ? "must not be / alone (the endpoints would mix with the application's paths)"
-                     : kExpected);
-  }
-  bool plain = std::all_of(text.begin(), text.end(), [](char c) {
-    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
-           c == '.' || c == '_' || c == '~' || c == '/';
-  });
-  if (!plain) fail(item.mark, item.path, "expected letters, digits, '-', '.', '_', '~' and '/'");
-  std::string_view segments = std::string_view(text).substr(1, text.size() - 2);
-  while (true) {
-    size_t slash = segments.find('/');
-    std::string_view segment = segments.substr(0, slash);
-    if (segment.empty() || segment == "." || segment == "..") {
-      fail(item.mark, item.path, "must not hold an empty, '.' or '..' segment");
-    }
-    if (slash == std::string_view::npos) return text;
-    segments = segments.substr(slash + 1);
-  }
-}
-
 // A DNS name (letters, digits, '-', dot-separated labels) or an IPv4 literal.
 bool isHostName(std::string_view host) {
   if (host.empty() || host.size() > 253) return false;
@@ -176,7 +148,7 @@ void applyCommon(const std::string& key, const Item& item, Config& config) {
       fail(item.mark, item.path, "expected migration");
     }
   } else if (key == "endpoint_prefix") {
-    config.endpoint_prefix = endpointPrefix(item);
+    config.endpoint_prefix = fields::endpointPrefix(item);
   } else if (key == "attributes") {
     config.attributes = fields::stringList(item, fields::attribute);
   } else if (key == "ipv4_prefix") {
@@ -188,11 +160,22 @@ void applyCommon(const std::string& key, const Item& item, Config& config) {
   }
 }
 
+// A response header name, or "claim:NAME": a top-level claim of the token a jwt plugin verified
+// earlier on the route (the name the jwt plugin shares it under, Context::share).
+std::string userSource(const Item& item) {
+  std::string text = fields::scalar(item, "expected a header name or claim:NAME");
+  if (!text.starts_with("claim:")) return fields::headerName(item);
+  if (text.size() == 6 || text.size() > 256) {
+    fields::fail(item.mark, item.path, "expected a claim name after \"claim:\"");
+  }
+  return text;
+}
+
 void applyOrigin(const std::string& key, const Item& item, Config& config) {
   if (key == "session_cookie") {
     config.session_cookie = fields::cookieName(item);
   } else if (key == "user_header") {
-    config.user_header = fields::headerName(item);
+    config.user_header = userSource(item);
   } else if (key == "signing_key") {
     config.signing_key = fields::nonEmpty(item, "expected a key file name");
   } else if (key == "encryption_key") {

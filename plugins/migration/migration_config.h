@@ -13,8 +13,11 @@
 //
 //   # role: origin
 //   session_cookie: SESSIONID              # required: the origin app's session cookie
-//   user_header: X-User-Id                 # required: response header carrying the user id at
-//   login signing_key: conf/keys/origin-sign.jwk      # required: EC P-256 private JWK (ES256)
+//   user_header: X-User-Id                 # required: where the user id comes from at login:
+//                                          # a response header (removed before the client sees
+//                                          # it), or claim:NAME, a claim of the login request's
+//                                          # token, verified by a jwt plugin listed before
+//   signing_key: conf/keys/origin-sign.jwk      # required: EC P-256 private JWK (ES256)
 //   encryption_key: conf/keys/origin-enc.jwk    # required: EC P-256 or RSA private JWK
 //   pass_ttl: 60s
 //   request_window: 30s                    # |client ts - server time| allowed on a pass request
@@ -58,7 +61,7 @@ struct MigrationConfig {
 
   // Origin.
   std::string session_cookie;
-  std::string user_header;
+  std::string user_header;  // a header name, or "claim:NAME" (the name Context::shared takes)
   std::string signing_key;  // file paths, as written in the config
   std::string encryption_key;
   cache::Seconds pass_ttl{60};

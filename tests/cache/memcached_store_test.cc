@@ -263,6 +263,9 @@ class MemcachedStoreTest : public ::testing::Test {
   Result remove(const std::string& key) {
     return await([&](Callback cb) { store_->remove(key, kTimeout, std::move(cb)); });
   }
+  Result increment(const std::string& key, Seconds ttl = kTtl) {
+    return await([&](Callback cb) { store_->increment(key, ttl, kTimeout, std::move(cb)); });
+  }
 
   // Many operations at once, as a loaded worker starts them; results in the order of `ks`.
   template <typename Start>
@@ -447,6 +450,36 @@ TEST_F(MemcachedStoreTest, AddIsAtomicAcrossWorkers) {
     EXPECT_EQ(counts[i][1].load(), kWorkers - 1) << ks[i];
     EXPECT_EQ(counts[i][2].load(), 0) << ks[i];
   }
+}
+
+TEST_F(MemcachedStoreTest, IncrementCountsOnceForEveryWorkerAndExpires) {
+  startNodes(3);
+  connectRing(1);
+  EXPECT_EQ(increment("rate:a").value, "1");
+  EXPECT_EQ(increment("rate:a").value, "2");
+  constexpr int kWorkers = 3, kEach = 50;
+  std::vector<std::thread> workers;
+  for (int w = 0; w < kWorkers; ++w) {
+    workers.emplace_back([&] {
+      EventBasePtr base = makeBase();
+      std::unique_ptr<Store> store = backend_->connect(base.get());
+      int done = 0;
+      for (int i = 0; i < kEach; ++i) {
+        store->increment("rate:b", kTtl, 10s, [&](Result r) {
+          EXPECT_EQ(r.status, Status::kOk);
+          ++done;
+        });
+      }
+      runUntil(
+          base.get(), [&] { return done == kEach; }, 20s);
+      store.reset();
+    });
+  }
+  for (std::thread& t : workers) t.join();
+  EXPECT_EQ(increment("rate:b").value, std::to_string(kWorkers * kEach + 1));
+  EXPECT_EQ(increment("rate:c", Seconds(1)).value, "1");
+  std::this_thread::sleep_for(2100ms);  // memcached's clock ticks in whole seconds
+  EXPECT_EQ(increment("rate:c", Seconds(1)).value, "1");
 }
 
 TEST_F(MemcachedStoreTest, KillingOneNodeLosesNoRecord) {

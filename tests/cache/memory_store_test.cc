@@ -96,6 +96,11 @@ class MemoryStoreTest : public ::testing::Test {
     store_->add(key, value, ttl, kTimeout, into(r));
     return wait(r).status;
   }
+  Result increment(std::string_view key, Seconds ttl = kTtl) {
+    std::optional<Result> r;
+    store_->increment(key, ttl, kTimeout, into(r));
+    return wait(r);
+  }
   Status remove(std::string_view key) {
     std::optional<Result> r;
     store_->remove(key, kTimeout, into(r));
@@ -133,6 +138,15 @@ TEST_F(MemoryStoreTest, AddWritesOnlyIfAbsent) {
   EXPECT_EQ(remove("k"), Status::kOk);
   EXPECT_EQ(add("k", "third"), Status::kOk);
   EXPECT_EQ(get("k").value, "third");
+}
+
+TEST_F(MemoryStoreTest, IncrementCountsFromOne) {
+  EXPECT_EQ(increment("c").value, "1");
+  EXPECT_EQ(increment("c").value, "2");
+  EXPECT_EQ(get("c").value, "2");
+  EXPECT_EQ(set("text", "abc"), Status::kOk);
+  EXPECT_EQ(increment("text").status, Status::kError);  // no number: not counted
+  EXPECT_EQ(get("text").value, "abc");
 }
 
 TEST_F(MemoryStoreTest, WorkersShareTheTable) {
@@ -295,6 +309,14 @@ TEST_F(MemoryStoreTtlTest, SetRefreshesTtl) {
   Result r = get("k");
   EXPECT_EQ(r.status, Status::kOk);
   EXPECT_EQ(r.value, "v2");
+}
+
+TEST_F(MemoryStoreTtlTest, ACounterKeepsTheExpiryOfItsFirstIncrement) {
+  EXPECT_EQ(increment("c", Seconds(2)).value, "1");
+  clock_.advance(milliseconds(1500));
+  EXPECT_EQ(increment("c", Seconds(2)).value, "2");  // the window does not slide
+  clock_.advance(milliseconds(500));
+  EXPECT_EQ(increment("c", Seconds(2)).value, "1");  // a new window
 }
 
 TEST_F(MemoryStoreTtlTest, ExpiredKeyIsAbsentForAddAndRemove) {

@@ -39,7 +39,8 @@ Reply call(int port, const std::string& method, const std::string& host, const s
            const std::string& source_ip = "127.0.0.1") {
   std::string r = method + " " + path + " HTTP/1.1\r\nHost: " + host + "\r\n";
   for (const std::string& h : headers) r += h + "\r\n";
-  if (!body.empty() || method == "POST") r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  if (!body.empty() || method == "POST")
+    r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
   r += "Connection: close\r\n\r\n" + body;
   RawClient c(port, source_ip);
   c.send(r);
@@ -95,12 +96,33 @@ class MigrationTest : public ::testing::Test {
            "    type: migration\n"
            "    role: origin\n"
            "    session_cookie: SESSIONID\n"
-           "    user_header: X-User-Id\n"
-           "    signing_key: " + dir_.file("sign.jwk") + "\n"
-           "    encryption_key: " + dir_.file("enc.jwk") + "\n"
+           "    user_header: " +
+           user_header_ +
+           "\n"
+           "    signing_key: " +
+           dir_.file("sign.jwk") +
+           "\n"
+           "    encryption_key: " +
+           dir_.file("enc.jwk") +
+           "\n"
            "    pass_ttl: 60s\n"
            "    request_window: 30s\n"
            "    attributes: [ip, header:X-Device-Id]\n";
+  }
+
+  // With user_header claim:sub, the origin learns the user from a token checked by `auth`.
+  std::string jwtPlugin() const {
+    if (user_header_ != "claim:sub") return "";
+    return "  auth:\n"
+           "    type: jwt\n"
+           "    required: false\n"
+           "    issuers:\n"
+           "      - issuer: https://auth.test\n"
+           "        audiences: [shop]\n"
+           "        keys: " +
+           dir_.file("auth.jwks.json") +
+           "\n"
+           "        algorithms: [ES256]\n";
   }
 
   // A node of the origin cluster: origin.test and target.test (origin: local) on a plain
@@ -109,7 +131,7 @@ class MigrationTest : public ::testing::Test {
   void startNode(int tls_port = 0) {
     int port = freePort(), admin = freePort();
     std::string yaml =
-        "workers: 2\nplugins:\n" + originPlugin() +
+        "workers: 2\nplugins:\n" + originPlugin() + jwtPlugin() +
         "  mig_target:\n"
         "    type: migration\n"
         "    role: target\n"
@@ -120,23 +142,37 @@ class MigrationTest : public ::testing::Test {
         "    attributes: [ip, header:X-Device-Id]\n"
         "listeners:\n"
         "  - name: plain\n"
-        "    listen: 127.0.0.1:" + std::to_string(port) + "\n"
+        "    listen: 127.0.0.1:" +
+        std::to_string(port) +
+        "\n"
         "    routes:\n"
-        "      - { host: origin.test, path_prefix: /, upstream: app, plugins: [mig_origin] }\n"
+        "      - { host: origin.test, path_prefix: /, upstream: app, plugins: [" +
+        std::string(user_header_ == "claim:sub" ? "auth, " : "") +
+        "mig_origin] }\n"
         "      - { host: target.test, path_prefix: /, upstream: app, plugins: [mig_target] }\n";
     if (tls_port != 0) {
-      yaml += "  - name: verify\n"
-              "    listen: 127.0.0.1:" + std::to_string(tls_port) + "\n"
-              "    tls:\n"
-              "      certificates: [ { cert: " + dir_.file("server.crt") + ", key: " +
-              dir_.file("server.key") + " } ]\n"
-              "      client_ca: " + dir_.file("ca.crt") + "\n"
-              "    routes: [ { path_prefix: /, upstream: app, plugins: [mig_origin] } ]\n";
+      yaml +=
+          "  - name: verify\n"
+          "    listen: 127.0.0.1:" +
+          std::to_string(tls_port) +
+          "\n"
+          "    tls:\n"
+          "      certificates: [ { cert: " +
+          dir_.file("server.crt") + ", key: " + dir_.file("server.key") +
+          " } ]\n"
+          "      client_ca: " +
+          dir_.file("ca.crt") +
+          "\n"
+          "    routes: [ { path_prefix: /, upstream: app, plugins: [mig_origin] } ]\n";
     }
-    yaml += "upstreams: { app: { servers: [" + backend_.address() + "] } }\n"
-            "session_cache:\n  store: memcached\n  seal_keys: [ { id: k1, file: " + seal_ +
-            " } ]\n  memcached: { servers: [127.0.0.1:" + std::to_string(mc_port_) + "] }\n"
-            "admin: { listen: 127.0.0.1:" + std::to_string(admin) + " }\n"
+    yaml += "upstreams: { app: { servers: [" + backend_.address() +
+            "] } }\n"
+            "session_cache:\n  store: memcached\n  seal_keys: [ { id: k1, file: " +
+            seal_ + " } ]\n  memcached: { servers: [127.0.0.1:" + std::to_string(mc_port_) +
+            "] }\n"
+            "admin: { listen: 127.0.0.1:" +
+            std::to_string(admin) +
+            " }\n"
             "log: { level: info, access_log: off, audit_log: " +
             dir_.file("audit" + std::to_string(ports_.size()) + ".log") + " }\n";
     dirs_.push_back(std::make_unique<TempDir>());
@@ -157,9 +193,10 @@ class MigrationTest : public ::testing::Test {
 
   Reply askPass(size_t node, const std::string& sid, const std::string& device,
                 const std::string& nonce, int64_t ts = 0, const std::string& ip = "127.0.0.1") {
-    return call(ports_[node], "POST", "origin.test", "/_tessera/migration/pass",
-                {"Cookie: SESSIONID=" + sid, "X-Device-Id: " + device, "Content-Type: application/json"},
-                passRequest(ts == 0 ? nowMs() : ts, nonce), ip);
+    return call(
+        ports_[node], "POST", "origin.test", "/_tessera/migration/pass",
+        {"Cookie: SESSIONID=" + sid, "X-Device-Id: " + device, "Content-Type: application/json"},
+        passRequest(ts == 0 ? nowMs() : ts, nonce), ip);
   }
 
   Reply redeem(int port, const std::string& pass, const std::string& device,
@@ -183,6 +220,7 @@ class MigrationTest : public ::testing::Test {
 
   TempDir dir_;
   TestBackend backend_;
+  std::string user_header_ = "X-User-Id";
   std::string seal_;
   int mc_port_ = 0;
   std::unique_ptr<Process> memcached_;
@@ -215,6 +253,39 @@ TEST_F(MigrationTest, IssueOnOneNodeRedeemOnAnotherUseThePermitOnEither) {
   EXPECT_EQ(bare.body.find("mallory"), std::string::npos) << bare.body;
 }
 
+// The origin app says nothing about the user: the login request's token does (claim:sub), as
+// checked by the jwt plugin listed before the migration plugin.
+TEST_F(MigrationTest, TheUserCanComeFromAJwtClaimOfTheLogin) {
+  user_header_ = "claim:sub";
+  ASSERT_EQ(run({TESSERA_BINARY, "token", "keygen", "--type", "ec", "--kid", "a1", "--out",
+                 dir_.file("auth.jwk"), "--public", dir_.file("auth.jwks.json")})
+                .exit_code,
+            0);
+  startNode();
+  startNode();
+  CommandResult issued =
+      run({TESSERA_BINARY, "token", "issue", "--issuer", "https://auth.test", "--audience", "shop",
+           "--sign-key", dir_.file("auth.jwk"), "--claims", R"({"sub":"carol"})", "--ttl", "300s"});
+  ASSERT_EQ(issued.exit_code, 0) << issued.output;
+  std::string token = issued.output.substr(0, issued.output.find_first_of("\r\n"));
+  // A login without a token names nobody: migration never recorded that session.
+  call(ports_[0], "GET", "origin.test", "/login?sid=s-anon", {"X-Device-Id: phone-3"});
+  EXPECT_EQ(askPass(0, "s-anon", "phone-3", "nonce-anon").status, 403);
+
+  Reply login = call(ports_[0], "GET", "origin.test", "/login?sid=s-carol",
+                     {"X-Device-Id: phone-3", "Authorization: Bearer " + token});
+  ASSERT_EQ(login.status, 200);
+  Reply r = askPass(0, "s-carol", "phone-3", "nonce-carol");
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::string pass = json::parse(r.body, nullptr, false).value("pass", "");
+  Reply redeemed = redeem(ports_[1], pass, "phone-3");
+  ASSERT_EQ(redeemed.status, 200) << redeemed.body;
+  Reply use = call(ports_[1], "GET", "target.test", "/account",
+                   {"Cookie: TPERMIT=" + permitOf(redeemed), "X-Device-Id: phone-3"});
+  EXPECT_EQ(use.status, 200);
+  EXPECT_NE(use.body.find("X-User-Id: carol"), std::string::npos) << use.body;
+}
+
 TEST_F(MigrationTest, AReplayIsRefusedAndRevokesTheSessionAndItsPermits) {
   startNode();
   startNode();
@@ -237,9 +308,8 @@ TEST_F(MigrationTest, AReplayIsRefusedAndRevokesTheSessionAndItsPermits) {
   EXPECT_NE(log.find("migration_replay"), std::string::npos) << log;
   EXPECT_NE(log.find("phone-2"), std::string::npos) << log;
   EXPECT_NE(log.find("laptop-9"), std::string::npos) << log;
-  EXPECT_GE(nodes_[0]->metric(
-                "tessera_plugin_events_total{plugin=\"mig_target\",event=\"replay\"}"),
-            1);
+  EXPECT_GE(
+      nodes_[0]->metric("tessera_plugin_events_total{plugin=\"mig_target\",event=\"replay\"}"), 1);
 }
 
 TEST_F(MigrationTest, ARedeemFromAnotherDeviceIsForbidden) {
@@ -346,18 +416,27 @@ TEST_F(MigrationTest, ARemoteTargetVerifiesOverMutualTls) {
     CommandResult r = run(argv);
     ASSERT_EQ(r.exit_code, 0) << r.output;
   };
-  openssl({"req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt",
-           "ec_paramgen_curve:P-256", "-keyout", dir_.file("ca.key"), "-out", dir_.file("ca.crt"),
-           "-subj", "/CN=tessera test CA", "-days", "2"});
+  openssl({"req", "-x509", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
+           "-keyout", dir_.file("ca.key"), "-out", dir_.file("ca.crt"), "-subj",
+           "/CN=tessera test CA", "-days", "2"});
   dir_.write("server.ext", "subjectAltName=IP:127.0.0.1\n");
   for (const std::string name : {"server", "client"}) {
     openssl({"req", "-new", "-nodes", "-newkey", "ec", "-pkeyopt", "ec_paramgen_curve:P-256",
              "-keyout", dir_.file(name + ".key"), "-out", dir_.file(name + ".csr"), "-subj",
              "/CN=" + name});
-    std::vector<std::string> sign = {"x509", "-req", "-in", dir_.file(name + ".csr"), "-CA",
-                                     dir_.file("ca.crt"), "-CAkey", dir_.file("ca.key"),
-                                     "-CAcreateserial", "-out", dir_.file(name + ".crt"),
-                                     "-days", "2"};
+    std::vector<std::string> sign = {"x509",
+                                     "-req",
+                                     "-in",
+                                     dir_.file(name + ".csr"),
+                                     "-CA",
+                                     dir_.file("ca.crt"),
+                                     "-CAkey",
+                                     dir_.file("ca.key"),
+                                     "-CAcreateserial",
+                                     "-out",
+                                     dir_.file(name + ".crt"),
+                                     "-days",
+                                     "2"};
     if (name == "server") sign.insert(sign.end(), {"-extfile", dir_.file("server.ext")});
     openssl(sign);
   }
@@ -370,16 +449,26 @@ TEST_F(MigrationTest, ARemoteTargetVerifiesOverMutualTls) {
       "  remote_target:\n"
       "    type: migration\n"
       "    role: target\n"
-      "    origin: https://127.0.0.1:" + std::to_string(tls_port) + "\n"
-      "    origin_tls: { client_cert: " + dir_.file("client.crt") + ", client_key: " +
-      dir_.file("client.key") + ", ca: " + dir_.file("ca.crt") + " }\n"
+      "    origin: https://127.0.0.1:" +
+      std::to_string(tls_port) +
+      "\n"
+      "    origin_tls: { client_cert: " +
+      dir_.file("client.crt") + ", client_key: " + dir_.file("client.key") +
+      ", ca: " + dir_.file("ca.crt") +
+      " }\n"
       "    permit_cookie: TPERMIT\n"
       "    identity_headers: { user: X-User-Id }\n"
       "    attributes: [ip, header:X-Device-Id]\n"
-      "listeners:\n  - listen: 127.0.0.1:" + std::to_string(port) + "\n"
+      "listeners:\n  - listen: 127.0.0.1:" +
+      std::to_string(port) +
+      "\n"
       "    routes: [ { path_prefix: /, upstream: app, plugins: [remote_target] } ]\n"
-      "upstreams: { app: { servers: [" + backend_.address() + "] } }\n"
-      "admin: { listen: 127.0.0.1:" + std::to_string(admin) + " }\n"
+      "upstreams: { app: { servers: [" +
+      backend_.address() +
+      "] } }\n"
+      "admin: { listen: 127.0.0.1:" +
+      std::to_string(admin) +
+      " }\n"
       "log: { level: info, access_log: off, audit_log: off }\n";
   TempDir target_dir;
   Tessera target(target_dir, yaml, port, admin);
@@ -408,9 +497,9 @@ TEST_F(MigrationTest, ARemoteTargetVerifiesOverMutualTls) {
 
   // Without a client certificate the origin refuses to verify.
   std::string url = "https://127.0.0.1:" + std::to_string(tls_port) + "/_tessera/migration/verify";
-  CommandResult direct = run({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert",
-                              dir_.file("ca.crt"), "--data-binary", json{{"pass", pass}}.dump(),
-                              url});
+  CommandResult direct =
+      run({"curl", "-s", "-o", "/dev/null", "-w", "%{http_code}", "--cacert", dir_.file("ca.crt"),
+           "--data-binary", json{{"pass", pass}}.dump(), url});
   EXPECT_EQ(direct.output, "403");
 }
 
@@ -422,16 +511,26 @@ TEST_F(MigrationTest, AnUnreachableRemoteOriginIs502) {
       "  remote_target:\n"
       "    type: migration\n"
       "    role: target\n"
-      "    origin: https://127.0.0.1:" + std::to_string(freePort()) + "\n"
-      "    origin_tls: { client_cert: " + dir_.file("none.crt") + ", client_key: " +
-      dir_.file("none.key") + ", ca: " + dir_.file("none-ca.crt") + " }\n"
+      "    origin: https://127.0.0.1:" +
+      std::to_string(freePort()) +
+      "\n"
+      "    origin_tls: { client_cert: " +
+      dir_.file("none.crt") + ", client_key: " + dir_.file("none.key") +
+      ", ca: " + dir_.file("none-ca.crt") +
+      " }\n"
       "    origin_timeout: 500ms\n"
       "    permit_cookie: TPERMIT\n"
       "    identity_headers: { user: X-User-Id }\n"
-      "listeners:\n  - listen: 127.0.0.1:" + std::to_string(port) + "\n"
+      "listeners:\n  - listen: 127.0.0.1:" +
+      std::to_string(port) +
+      "\n"
       "    routes: [ { path_prefix: /, upstream: app, plugins: [remote_target] } ]\n"
-      "upstreams: { app: { servers: [" + backend_.address() + "] } }\n"
-      "admin: { listen: 127.0.0.1:" + std::to_string(admin) + " }\n"
+      "upstreams: { app: { servers: [" +
+      backend_.address() +
+      "] } }\n"
+      "admin: { listen: 127.0.0.1:" +
+      std::to_string(admin) +
+      " }\n"
       "log: { level: info, access_log: off, audit_log: off }\n";
   Tessera target(dir_, yaml, port, admin);
   ASSERT_TRUE(target.started()) << target.stderrText();

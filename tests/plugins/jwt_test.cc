@@ -230,6 +230,9 @@ class NullStore : public cache::Store {
     return 1;
   }
   cache::OpId remove(std::string_view, cache::Millis, cache::Callback) override { return 1; }
+  cache::OpId increment(std::string_view, cache::Seconds, cache::Millis, cache::Callback) override {
+    return 1;
+  }
   void cancel(cache::OpId) override {}
 };
 
@@ -255,6 +258,15 @@ class FakeContext : public Context {
     return 1;
   }
   void cancelPost(uint64_t) override {}
+  void share(std::string_view name, std::string_view value) override {
+    shared_values[std::string(name)] = value;
+  }
+  std::optional<std::string_view> shared(std::string_view name) const override {
+    auto it = shared_values.find(name);
+    if (it == shared_values.end()) return std::nullopt;
+    return it->second;
+  }
+  std::map<std::string, std::string, std::less<>> shared_values;
 
   std::chrono::system_clock::time_point now_{seconds(kNow)};
   std::map<std::string, int> counts;
@@ -579,6 +591,27 @@ TEST_F(JwtTest, CachedTokenCostsNoPublicKeyOperation) {
   EXPECT_EQ(second.request->headers("X-User-Id"), std::vector<std::string_view>{"u1"});
   EXPECT_EQ(second.header("X-User-Id-Card"), kIdCard);
   EXPECT_EQ(second.header("X-Jwt-Claims"), first.header("X-Jwt-Claims"));
+}
+
+TEST_F(JwtTest, SharesTheScalarClaimsForLaterPlugins) {
+  Json body = claims();
+  body["admin"] = false;
+  body["tags"] = {"a", "b"};
+  std::string jwt = token(body);
+  for (int round = 0; round < 2; ++round) {  // verified, then from the cache
+    context_.shared_values.clear();
+    expectPassed(sendToken(jwt));
+    EXPECT_EQ(context_.shared("claim:sub"), "u1") << round;
+    EXPECT_EQ(context_.shared("claim:role"), "buyer");
+    EXPECT_EQ(context_.shared("claim:exp"), std::to_string(kNow + 300));
+    EXPECT_EQ(context_.shared("claim:admin"), "false");
+    EXPECT_FALSE(context_.shared("claim:tags"));  // a list is no single value
+    EXPECT_FALSE(context_.shared("claim:pii"));   // an object, once decrypted
+  }
+  context_.shared_values.clear();
+  body["aud"] = "billing";
+  expectRefused(sendToken(token(body)), "invalid_token", "bad_audience");
+  EXPECT_TRUE(context_.shared_values.empty());  // a refused token tells nobody anything
 }
 
 TEST_F(JwtTest, CachedEntryExpiresWithTheToken) {

@@ -306,6 +306,10 @@ class ProbeStore : public cache::Store {
     ++removes;
     return inner_->remove(key, timeout, std::move(done));
   }
+  cache::OpId increment(std::string_view key, cache::Seconds ttl, Millis timeout,
+                        cache::Callback done) override {
+    return inner_->increment(key, ttl, timeout, std::move(done));
+  }
   void cancel(cache::OpId id) override {
     cancels.push_back(id);
     // Ids of the two op tables may collide: cancel only in the one that issued it.
@@ -372,6 +376,15 @@ class FakeContext : public Context {
     return 1;
   }
   void cancelPost(uint64_t) override {}
+  void share(std::string_view name, std::string_view value) override {
+    shared_values[std::string(name)] = value;
+  }
+  std::optional<std::string_view> shared(std::string_view name) const override {
+    auto it = shared_values.find(name);
+    if (it == shared_values.end()) return std::nullopt;
+    return it->second;
+  }
+  std::map<std::string, std::string, std::less<>> shared_values;
 
   int counted(const std::string& event) const {
     auto it = counts.find(event);
@@ -543,8 +556,8 @@ TEST_F(SessionBindingTest, DestroyWhileBindingWritePendingCancelsIt) {
   auto f = factory();
   FakeCallbacks callbacks;
   std::unique_ptr<Plugin> plugin = f->create(context_, callbacks);
-  FakeResponse response(std::vector<HeaderField>{{"Set-Cookie", "SESSIONID=abc"},
-                                                  {"Set-Cookie", "SESSIONID=def"}});
+  FakeResponse response(
+      std::vector<HeaderField>{{"Set-Cookie", "SESSIONID=abc"}, {"Set-Cookie", "SESSIONID=def"}});
   ASSERT_EQ(plugin->onResponseHeaders(response), Verdict::kStop);
   plugin->onDestroy();  // the client went away
   plugin.reset();

@@ -98,8 +98,8 @@ log: { access_log: "off", audit_log: "off" }
     client.peer = &peer_;
     client.ip = "127.0.0.1";
     client.listener = "plain";
-    chains_.push_back(std::make_unique<PluginChain>(owner_, *route_, *snapshot_, *store_,
-                                                    metrics_, *outbound_, client));
+    chains_.push_back(std::make_unique<PluginChain>(owner_, *route_, *snapshot_, *store_, metrics_,
+                                                    *outbound_, client));
     return *chains_.back();
   }
 
@@ -199,6 +199,59 @@ TEST_F(MigrationChainTest, AShortNonceOrAMissingTimestampIsMalformed) {
   ASSERT_EQ(chain.runRequest(request, "origin.test", true), State::kNeedBody);
   ASSERT_EQ(chain.addBody(body, true), State::kReplied);
   EXPECT_EQ(chain.takeReply().status, 400);
+}
+
+// user_header: claim:sub reads what a jwt plugin shares: the route must list one before it.
+TEST_F(MigrationChainTest, AUserClaimNeedsAJwtPluginBeforeTheMigrationPlugin) {
+  cjose_err err{};
+  cjose_jwk_t* jwk = cjose_jwk_create_EC_random(CJOSE_JWK_EC_P_256, &err);
+  char* text = cjose_jwk_to_json(jwk, false, &err);
+  std::ofstream(dir_ / "auth.jwks.json") << "{\"keys\":[" << text << "]}";
+  cjose_get_dealloc()(text);
+  cjose_jwk_release(jwk);
+  auto config = [&](const std::string& plugins) {
+    return conf::loadString(R"(
+plugins:
+  auth:
+    type: jwt
+    issuers: [ { issuer: https://auth.test, audiences: [shop], algorithms: [ES256],
+                 keys: )" + (dir_ / "auth.jwks.json").string() +
+                            R"( } ]
+  mig:
+    type: migration
+    role: origin
+    session_cookie: SESSIONID
+    user_header: claim:sub
+    signing_key: )" + (dir_ / "sign.jwk").string() +
+                            R"(
+    encryption_key: )" + (dir_ / "enc.jwk").string() +
+                            R"(
+listeners:
+  - listen: 127.0.0.1:1
+    routes:
+      - { path_prefix: /a/, upstream: app, plugins: [auth] }
+      - { path_prefix: /, upstream: app, plugins: )" +
+                            plugins + R"( }
+upstreams:
+  app: { servers: [127.0.0.1:2] }
+admin: { listen: "off" }
+log: { access_log: "off", audit_log: "off" }
+)");
+  };
+  std::shared_ptr<const Snapshot> good = Snapshot::build(config("[auth, mig]"));
+  EXPECT_TRUE(good->listeners()[0].routes[0].shared_reads.empty());
+  EXPECT_EQ(good->listeners()[0].routes[1].shared_reads, std::vector<std::string>{"claim:sub"});
+  for (const char* plugins : {"[mig]", "[mig, auth]"}) {
+    try {
+      Snapshot::build(config(plugins));
+      ADD_FAILURE() << plugins << " was accepted";
+    } catch (const conf::ConfigError& e) {
+      ASSERT_EQ(e.errors().size(), 1u);
+      EXPECT_EQ(e.errors()[0].key_path, "listeners[0].routes[1].plugins[0]") << plugins;
+      EXPECT_NE(e.errors()[0].message.find("reads claim:sub"), std::string::npos);
+      EXPECT_EQ(e.errors()[0].mark.line, 18);
+    }
+  }
 }
 
 }  // namespace

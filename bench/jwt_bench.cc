@@ -223,6 +223,7 @@ class BenchContext : public Context {
     return std::chrono::system_clock::time_point(std::chrono::seconds(kNow));
   }
   std::string_view clientIp() const override { return "192.0.2.7"; }
+  std::string_view scheme() const override { return "https"; }
   std::string deviceFingerprint(const std::vector<std::string>&, int, int) const override {
     return "";
   }

@@ -120,6 +120,8 @@ class Context {
   virtual cache::Store& store() = 0;
   virtual std::chrono::system_clock::time_point now() const = 0;
   virtual std::string_view clientIp() const = 0;
+  // "https" on a TLS listener, else "http": the scheme the client used to reach tessera.
+  virtual std::string_view scheme() const = 0;
   // The device fingerprint of this client over the given attributes: "ip" (masked with the
   // prefixes), "ja4", "user_agent", "header:NAME". Empty list: empty string.
   virtual std::string deviceFingerprint(const std::vector<std::string>& attributes, int ipv4_prefix,

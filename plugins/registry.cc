@@ -1,3 +1,4 @@
+#include "plugins/guard/guard.h"
 #include "plugins/jwt/jwt.h"
 #include "plugins/migration/migration.h"
 #include "plugins/plugin.h"
@@ -21,6 +22,7 @@ std::vector<std::string> Registry::types() const {
 }
 
 void registerBuiltinPlugins(Registry& registry) {
+  registry.add("guard", &guard::makeGuardFactory);
   registry.add("jwt", &makeJwtFactory);
   registry.add("migration", &migration::makeMigrationFactory);
   registry.add("session_binding", &makeSessionBindingFactory);

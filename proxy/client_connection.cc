@@ -468,6 +468,7 @@ void ClientConnection::startRequestChain() {
   client.ip = peer_ip_;
   client.ja4 = glue_ ? std::string_view(glue_->ja4()) : std::string_view();
   client.listener = listener_.conf->name;
+  client.tls = ssl_ != nullptr;
   client.certificate_verified = ssl_ && SSL_get0_peer_certificate(ssl_.get()) != nullptr &&
                                 SSL_get_verify_result(ssl_.get()) == X509_V_OK;
   chain_ = std::make_unique<PluginChain>(static_cast<PluginChain::Owner&>(*this), *route_,

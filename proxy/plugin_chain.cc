@@ -49,6 +49,7 @@ class PluginChain::Slot : public plugins::Context, public plugins::Callbacks {
     return std::chrono::system_clock::now();
   }
   std::string_view clientIp() const override { return chain_.client_.ip; }
+  std::string_view scheme() const override { return chain_.client_.tls ? "https" : "http"; }
   std::string deviceFingerprint(const std::vector<std::string>& attributes, int v4,
                                 int v6) const override {
     return chain_.fingerprint(attributes, v4, v6);

@@ -84,6 +84,7 @@ class PluginChain {
     std::string_view ja4;
     std::string_view listener;
     bool certificate_verified = false;  // a client certificate chained to tls.client_ca
+    bool tls = false;                   // the listener terminates TLS
   };
 
   PluginChain(Owner& owner, const RouteTarget& route, const Snapshot& snapshot, cache::Store& store,

@@ -46,6 +46,7 @@ Server::~Server() {
   for (event* ev : signal_events_) event_free(ev);
   if (shutdown_tick_ != nullptr) event_free(shutdown_tick_);
   if (admin_ != nullptr) evhttp_free(admin_);
+  blocklist_.reset();  // its Store goes before the backend
   workers_.clear();
   store_.reset();
   if (base_ != nullptr) event_base_free(base_);
@@ -137,7 +138,9 @@ bool Server::startAdmin() {
   if (!listen) return true;
   admin_ = evhttp_new(base_);
   evhttp_set_gencb(admin_, &Server::onAdminRequest, this);
-  evhttp_set_allowed_methods(admin_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD);
+  evhttp_set_allowed_methods(
+      admin_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
+  blocklist_ = std::make_unique<AdminBlocklist>(*store_, base_);
   std::string host = listen->host;
   if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
   if (evhttp_bind_socket(admin_, host.c_str(), listen->port) != 0) {
@@ -155,9 +158,18 @@ void Server::onAdminRequest(evhttp_request* req, void* arg) {
   const char* uri = evhttp_request_get_uri(req);
   std::string path = uri == nullptr ? "" : uri;
   path = path.substr(0, path.find('?'));
+  if (path == "/blocklist") {
+    self->blocklist_->handle(req, self->snapshot_->sharedSealer());
+    return;
+  }
   evbuffer* body = evbuffer_new();
   evkeyvalq* headers = evhttp_request_get_output_headers(req);
-  if (path == "/healthz") {
+  evhttp_cmd_type method = evhttp_request_get_command(req);
+  if (method != EVHTTP_REQ_GET && method != EVHTTP_REQ_HEAD) {
+    evhttp_add_header(headers, "Allow", "GET, HEAD");
+    evbuffer_add_printf(body, "method not allowed\n");
+    evhttp_send_reply(req, 405, "Method Not Allowed", body);
+  } else if (path == "/healthz") {
     evbuffer_add_printf(body, "%s\n", self->shutting_down_ ? "draining" : "ok");
     evhttp_add_header(headers, "Content-Type", "text/plain");
     evhttp_send_reply(req, self->shutting_down_ ? 503 : 200,

@@ -20,6 +20,7 @@
 
 #include "cache/store.h"
 #include "conf/config.h"
+#include "proxy/admin_blocklist.h"
 #include "proxy/snapshot.h"
 #include "proxy/worker.h"
 
@@ -56,6 +57,7 @@ class Server {
   std::vector<std::unique_ptr<Worker>> workers_;
   event_base* base_ = nullptr;
   evhttp* admin_ = nullptr;
+  std::unique_ptr<AdminBlocklist> blocklist_;  // the guard plugin's admin API
   std::vector<event*> signal_events_;
   event* shutdown_tick_ = nullptr;
   bool shutting_down_ = false;

@@ -61,6 +61,7 @@ class Snapshot {
   // Seals every record written to the session store. From session_cache.seal_keys; without keys,
   // a random key made once per process (fine for the in-process store only).
   const cache::Sealer& sealer() const { return *sealer_; }
+  std::shared_ptr<const cache::Sealer> sharedSealer() const { return sealer_; }
   // Whether anything binds to the client's JA4 (TLS binding or a plugin's attributes): only
   // then is the ClientHello fingerprinted.
   bool needsJa4() const { return needs_ja4_; }

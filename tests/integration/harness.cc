@@ -312,6 +312,40 @@ bool RawClient::waitClosed(std::chrono::milliseconds timeout) {
   return true;
 }
 
+std::string HttpReply::header(std::string name) const {
+  std::string lower = head;
+  for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
+  size_t at = lower.find("\r\n" + name + ":");
+  if (at == std::string::npos) return "";
+  size_t begin = at + 3 + name.size();
+  size_t end = head.find("\r\n", begin);
+  std::string value = head.substr(begin, end - begin);
+  size_t first = value.find_first_not_of(' ');
+  return first == std::string::npos ? "" : value.substr(first);
+}
+
+HttpReply httpCall(int port, const std::string& method, const std::string& host,
+                   const std::string& path, const std::vector<std::string>& headers,
+                   const std::string& body, const std::string& source_ip) {
+  std::string r = method + " " + path + " HTTP/1.1\r\nHost: " + host + "\r\n";
+  for (const std::string& h : headers) r += h + "\r\n";
+  if (!body.empty() || method == "POST") {
+    r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
+  }
+  r += "Connection: close\r\n\r\n" + body;
+  RawClient c(port, source_ip);
+  c.send(r);
+  std::string raw = c.readAll(10s);
+  HttpReply out;
+  size_t end = raw.find("\r\n\r\n");
+  if (raw.size() < 12 || end == std::string::npos) return out;
+  out.status = std::atoi(raw.substr(9, 3).c_str());
+  out.head = raw.substr(0, end + 2);
+  out.body = raw.substr(end + 4);
+  return out;
+}
+
 std::vector<int> statusCodes(const std::string& responses) {
   std::vector<int> codes;
   size_t at = 0;
@@ -486,10 +520,17 @@ void TestBackend::serve(int fd) {
         }
         // ?user=ID: the app says who logged in, in X-User-Id (as the migration plugin learns it).
         std::string user = queryValue(h.url, "user");
+        // ?js=1: a cookie that scripts may read (the guard SDK hashes it into its key).
+        std::string flags = queryValue(h.url, "js") == "1" ? "" : "; HttpOnly";
         out = "HTTP/1.1 200 OK\r\nSet-Cookie: SESSIONID=" + queryValue(h.url, "sid") +
-              "; Max-Age=3600; Path=/; HttpOnly\r\n" +
-              (user.empty() ? "" : "X-User-Id: " + user + "\r\n") + "Content-Length: " +
-              std::to_string(body.size()) + "\r\n\r\n" + (h.method == "HEAD" ? "" : body);
+              "; Max-Age=3600; Path=/" + flags + "\r\n" +
+              (user.empty() ? "" : "X-User-Id: " + user + "\r\n") +
+              "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
+              (h.method == "HEAD" ? "" : body);
+      } else if (path == "/guard/page.html") {  // the guard SDK's test page
+        std::string page = readFile(TESSERA_SOURCE_DIR "/tests/integration/guard_js/page.html");
+        out = "HTTP/1.1 200 OK\r\nContent-Type: text/html; charset=utf-8\r\nContent-Length: " +
+              std::to_string(page.size()) + "\r\n\r\n" + page;
       } else if (path == "/logout") {
         out =
             "HTTP/1.1 200 OK\r\nSet-Cookie: SESSIONID=; Max-Age=0; Path=/\r\n"

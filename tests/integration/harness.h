@@ -86,6 +86,21 @@ class RawClient {
   std::string pending_;
 };
 
+// One response, as httpCall() read it.
+struct HttpReply {
+  int status = 0;  // 0: no response
+  std::string head;
+  std::string body;
+  // The first value of header `name` (any case), "" when absent.
+  std::string header(std::string name) const;
+};
+
+// One request on a fresh plain-HTTP connection from `source_ip`, "Connection: close"; a POST (or
+// any request with a body) gets a Content-Length.
+HttpReply httpCall(int port, const std::string& method, const std::string& host,
+                   const std::string& path, const std::vector<std::string>& headers,
+                   const std::string& body = "", const std::string& source_ip = "127.0.0.1");
+
 // Splits "HTTP/1.1 200 OK\r\n..." responses; returns the status codes in order.
 std::vector<int> statusCodes(const std::string& responses);
 

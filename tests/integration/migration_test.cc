@@ -15,43 +15,12 @@ namespace {
 
 using json = nlohmann::json;
 
-struct Reply {
-  int status = 0;
-  std::string head;
-  std::string body;
+using Reply = HttpReply;
 
-  std::string header(std::string name) const {
-    std::string lower = head;
-    for (char& c : lower) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    for (char& c : name) c = static_cast<char>(std::tolower(static_cast<unsigned char>(c)));
-    size_t at = lower.find("\r\n" + name + ":");
-    if (at == std::string::npos) return "";
-    size_t begin = at + 3 + name.size();
-    size_t end = head.find("\r\n", begin);
-    std::string value = head.substr(begin, end - begin);
-    return value.substr(value.find_first_not_of(' '));
-  }
-};
-
-// One request on a fresh connection from `source_ip`.
 Reply call(int port, const std::string& method, const std::string& host, const std::string& path,
            const std::vector<std::string>& headers, const std::string& body = "",
            const std::string& source_ip = "127.0.0.1") {
-  std::string r = method + " " + path + " HTTP/1.1\r\nHost: " + host + "\r\n";
-  for (const std::string& h : headers) r += h + "\r\n";
-  if (!body.empty() || method == "POST")
-    r += "Content-Length: " + std::to_string(body.size()) + "\r\n";
-  r += "Connection: close\r\n\r\n" + body;
-  RawClient c(port, source_ip);
-  c.send(r);
-  std::string raw = c.readAll(10s);
-  Reply out;
-  size_t end = raw.find("\r\n\r\n");
-  if (raw.size() < 12 || end == std::string::npos) return out;
-  out.status = std::atoi(raw.substr(9, 3).c_str());
-  out.head = raw.substr(0, end + 2);
-  out.body = raw.substr(end + 4);
-  return out;
+  return httpCall(port, method, host, path, headers, body, source_ip);
 }
 
 int64_t nowMs() {

@@ -241,6 +241,7 @@ class FakeContext : public Context {
   cache::Store& store() override { return store_; }
   std::chrono::system_clock::time_point now() const override { return now_; }
   std::string_view clientIp() const override { return "192.0.2.7"; }
+  std::string_view scheme() const override { return "https"; }
   std::string deviceFingerprint(const std::vector<std::string>&, int, int) const override {
     return "";
   }

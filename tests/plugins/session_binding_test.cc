@@ -347,6 +347,7 @@ class FakeContext : public Context {
   cache::Store& store() override { return store_; }
   std::chrono::system_clock::time_point now() const override { return wall_time; }
   std::string_view clientIp() const override { return ip; }
+  std::string_view scheme() const override { return "https"; }
   std::string deviceFingerprint(const std::vector<std::string>& attributes, int ipv4_prefix,
                                 int ipv6_prefix) const override {
     ++fingerprints;

@@ -1,0 +1,652 @@
+#include "plugins/guard/guard.h"
+
+#include <openssl/crypto.h>
+#include <yaml-cpp/yaml.h>
+
+#include <algorithm>
+#include <atomic>
+#include <chrono>
+#include <cstdint>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string>
+#include <string_view>
+#include <unordered_map>
+#include <utility>
+#include <vector>
+
+#include "guard_client_js.h"  // generated from plugins/guard/client.js
+#include "plugins/cookies.h"
+#include "plugins/guard/blocklist.h"
+#include "plugins/guard/guard_config.h"
+#include "plugins/guard/key_agreement.h"
+#include "plugins/guard/signature.h"
+
+namespace tessera::plugins::guard {
+
+namespace {
+
+using Json = nlohmann::json;
+using Config = GuardConfig;
+
+constexpr size_t kMaxKeysBody = 4096;
+constexpr size_t kKeysPerSession = 4;  // pages of one session that ran init() and keep working
+constexpr size_t kMaxKeyIdBytes = 64;
+constexpr size_t kMaxNonceBytes = 128;
+
+std::atomic<uint64_t> next_generation{1};
+
+// What every instance made by one factory reads.
+struct State {
+  std::string name;
+  Config config;
+  std::unique_ptr<GuardCrypto> crypto;
+  uint64_t generation = 0;
+};
+
+int64_t unixSeconds(std::chrono::system_clock::time_point t) {
+  return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
+}
+
+std::string hex(std::string_view bytes) {
+  static constexpr char kDigits[] = "0123456789abcdef";
+  std::string out;
+  out.reserve(bytes.size() * 2);
+  for (char c : bytes) {
+    auto byte = static_cast<unsigned char>(c);
+    out.push_back(kDigits[byte >> 4]);
+    out.push_back(kDigits[byte & 15]);
+  }
+  return out;
+}
+
+bool isToken68(std::string_view text, size_t max) {
+  return !text.empty() && text.size() <= max && std::all_of(text.begin(), text.end(), [](char c) {
+    return (c >= '0' && c <= '9') || (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || c == '-' ||
+           c == '_' || c == '.' || c == '~';
+  });
+}
+
+int hexValue(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
+// The path as a backend may read it: %-escapes decoded, "//" collapsed, "." and ".." resolved.
+// A protect prefix is compared with this, so that /api/%6frders or /x/../api//orders are not a way
+// around it.
+std::string normalizedPath(std::string_view target) {
+  std::string_view raw = target.substr(0, target.find_first_of("?#"));
+  std::string decoded;
+  decoded.reserve(raw.size());
+  for (size_t i = 0; i < raw.size(); ++i) {
+    int hi = 0, lo = 0;
+    if (raw[i] == '%' && i + 2 < raw.size() + 0 && (hi = hexValue(raw[i + 1])) >= 0 &&
+        (lo = hexValue(raw[i + 2])) >= 0) {
+      decoded.push_back(static_cast<char>(hi * 16 + lo));
+      i += 2;
+    } else {
+      decoded.push_back(raw[i]);
+    }
+  }
+  std::vector<std::string_view> segments;
+  std::string_view rest = decoded;
+  while (!rest.empty()) {
+    size_t slash = rest.find('/');
+    std::string_view segment = rest.substr(0, slash);
+    rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    if (segment.empty() || segment == ".") continue;
+    if (segment == "..") {
+      if (!segments.empty()) segments.pop_back();
+      continue;
+    }
+    segments.push_back(segment);
+  }
+  std::string out;
+  for (std::string_view segment : segments) out.append("/").append(segment);
+  bool trailing = !decoded.empty() && decoded.back() == '/';
+  if (out.empty() || trailing) out.push_back('/');
+  return out;
+}
+
+// ---- The cluster-wide blocklist, as this worker last read it ------------------------------------
+
+struct BlocklistView {
+  std::optional<Blocklist> list;
+  std::chrono::system_clock::time_point read_at{};
+  bool reading = false;
+};
+
+// One per worker thread and factory (jwt's token cache does the same): workers never share it.
+BlocklistView& workerBlocklist(const std::shared_ptr<const State>& state) {
+  struct Slot {
+    std::weak_ptr<const State> owner;
+    BlocklistView view;
+  };
+  thread_local std::unordered_map<uint64_t, Slot> views;
+  auto it = views.find(state->generation);
+  if (it != views.end()) return it->second.view;
+  std::erase_if(views, [](const auto& entry) { return entry.second.owner.expired(); });
+  return views.emplace(state->generation, Slot{state, {}}).first->second.view;
+}
+
+// ---- One request --------------------------------------------------------------------------------
+
+class Guard : public Plugin {
+ public:
+  Guard(std::shared_ptr<const State> state, Context& context, Callbacks& callbacks)
+      : state_(std::move(state)),
+        config_(state_->config),
+        context_(context),
+        callbacks_(callbacks) {}
+  ~Guard() override { cancel(); }
+
+  Verdict onRequestHeaders(Request& request) override;
+  bool wantsBody() const override { return endpoint_ == Endpoint::kKeys || digest_.has_value(); }
+  Verdict onRequestBody(Request& request, std::string_view chunk, bool last) override;
+  Verdict onResponseHeaders(Response& response) override;
+  void onDestroy() override { cancel(); }
+
+ private:
+  enum class Endpoint { kNone, kTime, kClientJs, kKeys };
+
+  void cancel() {
+    if (pending_ != 0) context_.store().cancel(std::exchange(pending_, 0));
+    if (refresh_ != 0) {
+      context_.store().cancel(std::exchange(refresh_, 0));
+      workerBlocklist(state_).reading = false;  // the next request reads it again
+    }
+  }
+
+  template <typename Fn>
+  cache::Callback tracked(Fn fn) {
+    return [this, fn = std::move(fn)](cache::Result r) mutable {
+      pending_ = 0;
+      fn(std::move(r));
+    };
+  }
+
+  // Where the request goes once the blocklist has passed it: kContinue, or kStop when this
+  // plugin has answered or will.
+  Verdict afterBlocklist();
+  Verdict proceed(Verdict v);  // from afterBlocklist(), inside the hook or after a wait
+  bool blocked();
+  void readBlocklist(bool wait);
+  void applyBlocklist(cache::Result r);
+
+  Verdict endpoint();
+  Verdict checkSignature();
+  void verify();
+  void onCount(cache::Result r);
+  void onKeys(cache::Result r);
+  void onNonce(cache::Result r);
+  void handleKeys();
+  void storeKey(cache::Result r, std::string keyid, std::string key);
+
+  Verdict refuse(int status, std::string_view reason);
+  Verdict reply(int status, std::string content_type, std::string body,
+                std::vector<HeaderField> extra = {});
+
+  const std::string& device() {
+    if (!device_) {
+      device_ =
+          context_.deviceFingerprint(config_.attributes, config_.ipv4_prefix, config_.ipv6_prefix);
+    }
+    return *device_;
+  }
+  std::string keysKey() const { return "guard:k:" + session_ref_; }
+
+  std::shared_ptr<const State> state_;
+  const Config& config_;
+  Context& context_;
+  Callbacks& callbacks_;
+  Request* request_ = nullptr;  // valid in hooks and while the request waits
+  cache::OpId pending_ = 0;
+  cache::OpId refresh_ = 0;  // a blocklist read nobody waits for
+  bool waited_ = false;      // a hook returned kStop for the blocklist read
+  Endpoint endpoint_ = Endpoint::kNone;
+  std::optional<std::string> device_;
+  std::string user_;
+  std::string cookie_;       // the session cookie's value, if any
+  std::string session_ref_;  // hex(sha256("guard key ref" + cookie))
+  std::string body_;         // the keys endpoint's body
+  // A protected request's signature, checked on the way.
+  std::optional<ParsedSignature> signature_;
+  std::string base_;
+  std::optional<DigestCheck> digest_;
+  uint64_t body_bytes_ = 0;
+};
+
+Verdict Guard::onRequestHeaders(Request& request) {
+  request_ = &request;
+  if (std::optional<std::string_view> cookie =
+          cookies::findCookie(request.headers("Cookie"), config_.session_cookie)) {
+    cookie_ = *cookie;
+    session_ref_ = hex(state_->crypto->sha256("guard key ref\n" + cookie_));
+  }
+  if (!config_.user_header.empty()) {
+    if (std::optional<std::string_view> user = request.header(config_.user_header)) user_ = *user;
+  }
+  if (blocked()) return refuse(403, "blocked");
+  BlocklistView& view = workerBlocklist(state_);
+  auto age = context_.now() - view.read_at;
+  if (age >= kBlocklistMaxAge || !view.list) {
+    readBlocklist(true);
+    waited_ = true;
+    return Verdict::kStop;
+  }
+  if (age >= kBlocklistRefresh && !view.reading) readBlocklist(false);
+  return afterBlocklist();
+}
+
+bool Guard::blocked() {
+  std::optional<IpAddress> ip = parseIp(context_.clientIp());
+  const Config::Blocklist& fixed = config_.blocklist;
+  if (ip && fixed.blocksIp(*ip)) return true;
+  if (!user_.empty() && fixed.blocksUser(user_)) return true;
+  if (!fixed.devices.empty() && fixed.blocksDevice(device())) return true;
+  const BlocklistView& view = workerBlocklist(state_);
+  if (!view.list || view.list->entries().empty()) return false;
+  return view.list->blocks(ip ? &*ip : nullptr, device(), user_, unixSeconds(context_.now()));
+}
+
+// `wait`: this request waits for the document (the copy it has is too old to decide with).
+// Otherwise the read refreshes the copy for later requests; it belongs to this request all the
+// same (its callback reaches the Context), and a request that ends first cancels it.
+void Guard::readBlocklist(bool wait) {
+  workerBlocklist(state_).reading = true;
+  cache::OpId id =
+      context_.store().get(kBlocklistKey, config_.timeout, [this, wait](cache::Result r) {
+        (wait ? pending_ : refresh_) = 0;
+        applyBlocklist(std::move(r));
+        if (!wait) return;
+        if (blocked()) {
+          refuse(403, "blocked");
+          return;
+        }
+        proceed(afterBlocklist());
+      });
+  (wait ? pending_ : refresh_) = id;
+}
+
+void Guard::applyBlocklist(cache::Result r) {
+  BlocklistView& view = workerBlocklist(state_);
+  view.reading = false;
+  view.read_at = context_.now();
+  if (r.status == cache::Status::kNotFound) {
+    view.list = Blocklist();
+  } else if (r.status == cache::Status::kOk) {
+    std::optional<std::string> text = context_.open(kBlocklistKey, r.value);
+    std::optional<Blocklist> list = text ? Blocklist::parse(*text) : std::nullopt;
+    if (list) {
+      view.list = std::move(list);
+    } else {
+      context_.count("blocklist_unreadable");
+    }
+  } else {
+    context_.count("blocklist_unavailable");  // the copy read last stays in force
+  }
+  if (!view.list) view.list = Blocklist();
+}
+
+Verdict Guard::proceed(Verdict v) {
+  if (waited_ && v == Verdict::kContinue) callbacks_.resume();
+  return v;
+}
+
+Verdict Guard::afterBlocklist() {
+  std::string_view target = request_->target();
+  std::string_view path = target.substr(0, target.find('?'));
+  if (path.starts_with(config_.endpoint_prefix)) {
+    std::string_view name = path.substr(config_.endpoint_prefix.size());
+    if (name == "time") endpoint_ = Endpoint::kTime;
+    if (name == "client.js") endpoint_ = Endpoint::kClientJs;
+    if (name == "keys") endpoint_ = Endpoint::kKeys;
+    if (endpoint_ != Endpoint::kNone) return endpoint();
+  }
+  std::string normal = normalizedPath(target);
+  std::string_view method = request_->method();
+  bool guarded = std::any_of(config_.protect.begin(), config_.protect.end(), [&](const auto& p) {
+    return (p.method.empty() || p.method == method) && normal.starts_with(p.path_prefix);
+  });
+  if (!guarded) return Verdict::kContinue;
+  return checkSignature();
+}
+
+Verdict Guard::endpoint() {
+  std::string_view method = request_->method();
+  if (endpoint_ == Endpoint::kKeys) {
+    if (method != "POST") {
+      endpoint_ = Endpoint::kNone;
+      return reply(405, "text/plain", "POST only\n", {{"Allow", "POST"}});
+    }
+    if (cookie_.empty()) return refuse(401, "no_session");
+    std::optional<std::string_view> length = request_->header("content-length");
+    if (length && (length->size() > 6 || std::stoul(std::string(*length)) > kMaxKeysBody)) {
+      return refuse(413, "body_too_large");
+    }
+    if (!length && !request_->header("transfer-encoding")) return refuse(400, "malformed_body");
+    return Verdict::kContinue;  // the body follows
+  }
+  if (method != "GET" && method != "HEAD") {
+    return reply(405, "text/plain", "GET only\n", {{"Allow", "GET, HEAD"}});
+  }
+  if (endpoint_ == Endpoint::kTime) {
+    int64_t ms =
+        std::chrono::duration_cast<std::chrono::milliseconds>(context_.now().time_since_epoch())
+            .count();
+    return reply(200, "application/json", Json{{"now", ms}}.dump() + "\n");
+  }
+  return reply(200, "text/javascript; charset=utf-8", std::string(kGuardClientJs),
+               {{"Cache-Control", "no-cache"}});
+}
+
+// The synchronous checks of a protected request: what the headers alone can refuse.
+Verdict Guard::checkSignature() {
+  if (cookie_.empty()) return refuse(401, "no_session");
+  std::optional<std::string_view> input = request_->header("signature-input");
+  std::optional<std::string_view> signature = request_->header("signature");
+  if (!input || !signature) return refuse(401, "missing_signature");
+  if (request_->headers("signature-input").size() > 1 ||
+      request_->headers("signature").size() > 1) {
+    return refuse(401, "malformed_signature_input");
+  }
+  Result<ParsedSignature> parsed = parseSignature(*input, *signature);
+  if (!parsed) return refuse(401, parsed.reason());
+  const SignatureInput& in = parsed->input;
+  if (in.alg != std::string(kHmacSha256)) return refuse(401, "unsupported_alg");
+  for (const std::string& required : config_.require_components) {
+    if (std::find(in.components.begin(), in.components.end(), required) == in.components.end()) {
+      return refuse(401, "component_not_covered");
+    }
+  }
+  if (!in.keyid || !isToken68(*in.keyid, kMaxKeyIdBytes)) return refuse(401, "unknown_key");
+  if (!in.nonce || in.nonce->empty() || in.nonce->size() > kMaxNonceBytes) {
+    return refuse(401, "missing_nonce");
+  }
+  if (!in.created) return refuse(401, "missing_created");
+  int64_t now = unixSeconds(context_.now());
+  int64_t window = config_.window.count();
+  if (*in.created > now + window || *in.created < now - window) return refuse(401, "stale");
+  if (in.expires && *in.expires <= now) return refuse(401, "stale");
+
+  std::optional<std::string_view> host = request_->header("host");
+  MessageView message{request_->method(), context_.scheme(), host ? *host : std::string_view(),
+                      request_->target(),
+                      [this](std::string_view name) { return request_->headers(name); }};
+  Result<std::string> base = signatureBase(in, message);
+  if (!base) return refuse(401, base.reason());
+  base_ = std::move(*base);
+  signature_ = std::move(*parsed);
+
+  std::optional<std::string_view> digest = request_->header("content-digest");
+  bool has_body = request_->header("transfer-encoding") ||
+                  request_->header("content-length").value_or("0") != "0";
+  if (digest) {
+    Result<DigestCheck> check = DigestCheck::fromHeader(*digest);
+    if (!check) return refuse(401, check.reason());
+    digest_ = std::move(*check);
+  } else if (has_body) {
+    return refuse(401, "missing_content_digest");
+  }
+  if (has_body) {
+    std::optional<std::string_view> length = request_->header("content-length");
+    if (length &&
+        (length->size() > 19 || std::stoull(std::string(*length)) > config_.max_signed_body)) {
+      return refuse(413, "body_too_large");
+    }
+    return Verdict::kContinue;  // the body comes through onRequestBody before anything else
+  }
+  if (digest_ && !digest_->matches()) return refuse(401, "digest_mismatch");
+  verify();
+  return Verdict::kStop;
+}
+
+Verdict Guard::onRequestBody(Request&, std::string_view chunk, bool last) {
+  if (endpoint_ == Endpoint::kKeys) {
+    if (body_.size() + chunk.size() > kMaxKeysBody) return refuse(413, "body_too_large");
+    body_.append(chunk);
+    if (!last) return Verdict::kContinue;
+    handleKeys();
+    return Verdict::kStop;
+  }
+  if (!digest_) return Verdict::kContinue;
+  body_bytes_ += chunk.size();
+  if (body_bytes_ > config_.max_signed_body) return refuse(413, "body_too_large");
+  if (!digest_->update(chunk)) return refuse(500, "crypto_error");
+  if (!last) return Verdict::kContinue;
+  if (!digest_->matches()) return refuse(401, "digest_mismatch");
+  verify();
+  return Verdict::kStop;
+}
+
+// ---- The asynchronous checks: rate limit, key, HMAC, nonce -------------------------------------
+
+void Guard::verify() {
+  if (!config_.rate_limit) {
+    pending_ = context_.store().get(keysKey(), config_.timeout,
+                                    tracked([this](cache::Result r) { onKeys(std::move(r)); }));
+    return;
+  }
+  const Config::RateLimit& limit = *config_.rate_limit;
+  std::string who;
+  switch (limit.per) {
+    case Config::RateLimit::Per::kDevice:
+      who = "d:" + hex(state_->crypto->sha256(device()));
+      break;
+    case Config::RateLimit::Per::kSession:
+      who = "s:" + session_ref_;
+      break;
+    case Config::RateLimit::Per::kIp:
+      who = "i:" + std::string(context_.clientIp());
+      break;
+  }
+  int64_t now = unixSeconds(context_.now());
+  int64_t interval = limit.interval.count();
+  std::string key = "guard:r:" + state_->name + ":" + who + ":" + std::to_string(now / interval);
+  pending_ =
+      context_.store().increment(key, limit.interval + cache::Seconds(1), config_.timeout,
+                                 tracked([this](cache::Result r) { onCount(std::move(r)); }));
+}
+
+void Guard::onCount(cache::Result r) {
+  if (r.status != cache::Status::kOk) {
+    refuse(502, "store_unavailable");
+    return;
+  }
+  uint64_t count = std::strtoull(r.value.c_str(), nullptr, 10);
+  if (count > config_.rate_limit->requests) {
+    int64_t interval = config_.rate_limit->interval.count();
+    int64_t left = interval - unixSeconds(context_.now()) % interval;
+    context_.count("rate_limited");
+    context_.audit("guard_rate_limited", {{"device", device()}, {"user", user_}});
+    reply(429, "text/plain", "too many requests\n",
+          {{"Retry-After", std::to_string(std::max<int64_t>(left, 1))},
+           {"X-Tessera-Guard", "rate_limited"}});
+    return;
+  }
+  pending_ = context_.store().get(keysKey(), config_.timeout,
+                                  tracked([this](cache::Result r) { onKeys(std::move(r)); }));
+}
+
+void Guard::onKeys(cache::Result r) {
+  if (r.status == cache::Status::kTimeout || r.status == cache::Status::kError) {
+    refuse(502, "store_unavailable");
+    return;
+  }
+  std::optional<std::string> text =
+      r.status == cache::Status::kOk ? context_.open(keysKey(), r.value) : std::nullopt;
+  Json keys = text ? Json::parse(*text, nullptr, false) : Json();
+  const std::string& keyid = *signature_->input.keyid;
+  std::optional<std::string> key;
+  if (keys.is_object() && keys.contains("keys") && keys["keys"].is_array()) {
+    for (const Json& k : keys["keys"]) {
+      if (k.is_object() && k.value("id", "") == keyid) key = base64Decode(k.value("k", ""));
+    }
+  }
+  // Another session's keyid is not in this session's record: it is as unknown as a made-up one.
+  if (!key) {
+    refuse(401, "unknown_key");
+    return;
+  }
+  bool good = verifyHmacSha256(*key, base_, signature_->signature);
+  OPENSSL_cleanse(key->data(), key->size());
+  if (!good) {
+    refuse(401, "bad_signature");
+    return;
+  }
+  // Only now, so that a client without the key cannot use up nonces of the real one.
+  std::string nonce_key =
+      "guard:n:" + keyid + ":" + hex(state_->crypto->sha256(*signature_->input.nonce));
+  pending_ = context_.store().add(nonce_key, "1", config_.window * 2, config_.timeout,
+                                  tracked([this](cache::Result r) { onNonce(std::move(r)); }));
+}
+
+void Guard::onNonce(cache::Result r) {
+  if (r.status == cache::Status::kExists) {
+    refuse(401, "replay");
+    return;
+  }
+  if (r.status != cache::Status::kOk) {
+    refuse(502, "store_unavailable");
+    return;
+  }
+  context_.count("verified");
+  callbacks_.resume();
+}
+
+// ---- Key agreement ------------------------------------------------------------------------------
+
+void Guard::handleKeys() {
+  Json body = Json::parse(body_, nullptr, false);
+  const Json* jwk = body.is_object() && body.contains("jwk") ? &body["jwk"] : nullptr;
+  if (jwk == nullptr || !jwk->is_object() || jwk->value("kty", "") != "EC" ||
+      jwk->value("crv", "") != "P-256" || !(*jwk)["x"].is_string() || !(*jwk)["y"].is_string()) {
+    refuse(400, "malformed_body");
+    return;
+  }
+  std::optional<GuardCrypto::Agreement> agreed = state_->crypto->agree(
+      (*jwk)["x"].get<std::string>(), (*jwk)["y"].get<std::string>(), cookie_);
+  if (!agreed) {
+    refuse(400, "bad_client_key");
+    return;
+  }
+  std::string keyid = state_->crypto->randomToken(16);
+  Json answer = {
+      {"jwk", {{"kty", "EC"}, {"crv", "P-256"}, {"x", agreed->server_x}, {"y", agreed->server_y}}},
+      {"keyid", keyid},
+      {"expires_in", config_.key_lifetime.count()},
+      {"cookie", config_.session_cookie}};
+  body_ = answer.dump() + "\n";
+  std::string key = std::move(agreed->key);
+  // Read, add, write: the session keeps its newest keys (one per page that called init()).
+  pending_ = context_.store().get(keysKey(), config_.timeout,
+                                  tracked([this, keyid, key](cache::Result r) mutable {
+                                    storeKey(std::move(r), std::move(keyid), std::move(key));
+                                  }));
+}
+
+void Guard::storeKey(cache::Result r, std::string keyid, std::string key) {
+  if (r.status == cache::Status::kTimeout || r.status == cache::Status::kError) {
+    refuse(502, "store_unavailable");
+    return;
+  }
+  std::optional<std::string> text =
+      r.status == cache::Status::kOk ? context_.open(keysKey(), r.value) : std::nullopt;
+  Json record = text ? Json::parse(*text, nullptr, false) : Json();
+  Json keys = record.is_object() && record["keys"].is_array() ? record["keys"] : Json::array();
+  while (keys.size() >= kKeysPerSession) keys.erase(keys.begin());
+  keys.push_back({{"id", keyid}, {"k", base64Encode(key)}});
+  OPENSSL_cleanse(key.data(), key.size());
+  std::string sealed = context_.seal(keysKey(), Json{{"keys", keys}}.dump());
+  pending_ = context_.store().set(keysKey(), sealed, config_.key_lifetime, config_.timeout,
+                                  tracked([this](cache::Result r) {
+                                    if (r.status != cache::Status::kOk) {
+                                      refuse(502, "store_unavailable");
+                                      return;
+                                    }
+                                    context_.count("key_agreed");
+                                    reply(200, "application/json", std::move(body_));
+                                  }));
+}
+
+// ---- Logout ------------------------------------------------------------------------------------
+
+Verdict Guard::onResponseHeaders(Response& response) {
+  if (session_ref_.empty() || endpoint_ != Endpoint::kNone) return Verdict::kContinue;
+  for (std::string_view line : response.headers("Set-Cookie")) {
+    std::optional<cookies::SetCookie> cookie = cookies::parseSetCookie(line);
+    if (!cookie || cookie->name != config_.session_cookie || cookie->value == cookie_) continue;
+    // A logout, or a new login: the keys agreed under the old cookie go.
+    pending_ = context_.store().remove(keysKey(), config_.timeout, tracked([this](cache::Result) {
+                                         context_.count("keys_removed");
+                                         callbacks_.resume();
+                                       }));
+    return Verdict::kStop;
+  }
+  return Verdict::kContinue;
+}
+
+// ---- Answers -----------------------------------------------------------------------------------
+
+Verdict Guard::refuse(int status, std::string_view reason) {
+  context_.count(reason);
+  if (status != 405) {
+    context_.audit("guard_" + std::string(reason),
+                   {{"status", std::to_string(status)}, {"device", device()}, {"user", user_}});
+  }
+  std::vector<HeaderField> extra = {{"X-Tessera-Guard", std::string(reason)}};
+  if (status == 401) {
+    extra.push_back(
+        {"WWW-Authenticate", "Signature realm=\"tessera\", error=\"" + std::string(reason) + "\""});
+  }
+  return reply(status, "text/plain", std::to_string(status) + " " + std::string(reason) + "\n",
+               std::move(extra));
+}
+
+Verdict Guard::reply(int status, std::string content_type, std::string body,
+                     std::vector<HeaderField> extra) {
+  std::vector<HeaderField> headers = {{"Content-Type", std::move(content_type)}};
+  if (status != 200 || endpoint_ != Endpoint::kClientJs)
+    headers.push_back({"Cache-Control", "no-store"});
+  for (HeaderField& h : extra) headers.push_back(std::move(h));
+  callbacks_.sendLocalReply(status, std::move(headers), std::move(body));
+  return Verdict::kStop;
+}
+
+class GuardFactory : public Factory {
+ public:
+  explicit GuardFactory(std::shared_ptr<const State> state) : state_(std::move(state)) {}
+  std::unique_ptr<Plugin> create(Context& context, Callbacks& callbacks) const override {
+    return std::make_unique<Guard>(state_, context, callbacks);
+  }
+  bool wantsRequestBody() const override { return true; }
+
+ private:
+  std::shared_ptr<const State> state_;
+};
+
+}  // namespace
+
+std::shared_ptr<const Factory> makeGuardFactory(const std::string& name, const YAML::Node& node) {
+  auto state = std::make_shared<State>();
+  state->name = name;
+  state->config = parseGuardConfig(node);
+  if (state->config.seal_responses) {
+    YAML::Mark mark = node["seal_responses"].Mark();
+    throw PluginConfigError("seal_responses", mark.line + 1, mark.column + 1,
+                            "sealed replies are not supported yet; use false");
+  }
+  state->generation = next_generation.fetch_add(1, std::memory_order_relaxed);
+  std::string error;
+  state->crypto = GuardCrypto::create(&error);
+  if (!state->crypto || !cryptoAvailable()) {
+    throw PluginConfigError("", node.Mark().line + 1, node.Mark().column + 1,
+                            "OpenSSL lacks what guard needs: " + error);
+  }
+  return std::make_shared<GuardFactory>(std::move(state));
+}
+
+}  // namespace tessera::plugins::guard

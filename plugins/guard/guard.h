@@ -1,0 +1,37 @@
+#pragma once
+
+// The `guard` plugin: signed requests against ticket scalping, on the routes that list it.
+//
+// Endpoints (under endpoint_prefix, default /_tessera/):
+//   GET  {prefix}time       {"now": ms since the epoch}, for the client's clock offset.
+//   GET  {prefix}client.js  the browser SDK (plugins/guard/client.js), an ES module.
+//   POST {prefix}keys       {"jwk": client's P-256 public JWK}, with the session cookie: ECDH with
+//                           a fresh server key, K = HKDF-SHA256(Z, salt = SHA-256(cookie value),
+//                           "tessera guard v1"). Answers {"jwk", "keyid", "expires_in", "cookie"}.
+// Keys. "guard:k:" + ref(session cookie) -> sealed {keyid -> K}, the session's newest four keys
+//   (one per page that ran init()), for key_lifetime. A keyid is only found through the cookie it
+//   was agreed under, so another session's keyid is unknown. A response that clears the cookie
+//   (logout) or sets a new value (a new login) deletes the old session's keys.
+// Protected requests (a `protect` entry matches the method and the normalised path) need an
+//   RFC 9421 signature: alg hmac-sha256, keyid, created within `window`, a nonce, covering
+//   require_components; a body needs Content-Digest (RFC 9530), checked as it streams (at most
+//   max_signed_body, else 413). Then, in this order: the rate limit (a ring counter per device,
+//   session or ip and interval; over it: 429 with Retry-After), the key, the HMAC (constant time),
+//   and the nonce (ring add, TTL 2 x window; a second use is a replay). Every refusal is a 401
+//   with `X-Tessera-Guard: <reason>` and a WWW-Authenticate challenge, a metric and an audit
+//   event.
+// Blocklist. The YAML entries, plus the cluster-wide entries of the admin API (blocklist.h): a
+//   blocked ip, device or user gets 403 on every request of the route, the endpoints included.
+// Sealed replies (seal_responses: true): not built yet; the config refuses it.
+
+#include <memory>
+#include <string>
+
+#include "plugins/plugin.h"
+
+namespace tessera::plugins::guard {
+
+// The FactoryMaker registered as "guard" (throws PluginConfigError).
+std::shared_ptr<const Factory> makeGuardFactory(const std::string& name, const YAML::Node& node);
+
+}  // namespace tessera::plugins::guard

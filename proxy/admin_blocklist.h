@@ -1,0 +1,80 @@
+#pragma once
+
+// The admin API of the guard plugin's cluster-wide blocklist (plugins/guard/blocklist.h), on the
+// admin listener:
+//   GET    /blocklist  {"entries": [{"kind", "value", "expires"}]} (expires: seconds since the
+//                      epoch, 0 for never), the live entries of the whole cluster.
+//   POST   /blocklist  {"kind": "ip|cidr|device|user", "value": "...", "ttl": "10m"} (ttl
+//                      optional: without it the entry stays until deleted). 201, or 200 when it
+//                      replaced an entry of the same kind and value.
+//   DELETE /blocklist  {"kind", "value"} (or ?kind=&value=). 200, or 404 when there was none.
+// Bad input is a 400 naming the problem; a store that does not answer, 503.
+//
+// Threads. Everything runs on the main thread's event loop, with a Store of its own. Changes are
+// made one at a time on this node, and across nodes under the document's lock (an atomic `add`
+// with a short TTL), so no change overwrites another.
+
+#include <event2/event.h>
+#include <event2/http.h>
+
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "cache/store.h"
+#include "plugins/guard/blocklist.h"
+
+namespace tessera::cache {
+class Sealer;
+}
+
+namespace tessera::proxy {
+
+class AdminBlocklist {
+ public:
+  AdminBlocklist(cache::StoreBackend& backend, event_base* base);
+  ~AdminBlocklist();
+  AdminBlocklist(const AdminBlocklist&) = delete;
+  AdminBlocklist& operator=(const AdminBlocklist&) = delete;
+
+  // Answers `req` (now, or later from the event loop). `sealer` must outlive the answer: the
+  // caller passes the current snapshot's.
+  void handle(evhttp_request* req, std::shared_ptr<const cache::Sealer> sealer);
+
+ private:
+  // A request being answered; `req` becomes null if the client goes first (evhttp frees it).
+  struct Pending {
+    evhttp_request* req = nullptr;
+    evhttp_connection* connection = nullptr;
+  };
+  struct Change {
+    std::shared_ptr<Pending> client;
+    bool remove = false;  // else add
+    plugins::guard::BlockEntry entry;
+    std::shared_ptr<const cache::Sealer> sealer;
+    int attempts = 0;
+  };
+
+  std::shared_ptr<Pending> watch(evhttp_request* req);
+  void answer(const std::shared_ptr<Pending>& client, int status, const std::string& body);
+  void list(std::shared_ptr<Pending> client, std::shared_ptr<const cache::Sealer> sealer);
+  void next();
+  void lock();
+  void change(cache::Result document);
+  void finish(int status, std::string body);
+  static void onRetry(evutil_socket_t, short, void* arg);
+  static void onClosed(evhttp_connection* connection, void* arg);
+
+  std::unique_ptr<cache::Store> store_;
+  event* retry_ = nullptr;
+  std::deque<Change> queue_;  // the front one is in progress when busy_
+  bool busy_ = false;
+  std::deque<std::weak_ptr<Pending>> watched_;
+};
+
+// One JSON reply with its status (the admin API's replies, also for errors).
+void sendJson(evhttp_request* req, int status, const std::string& body);
+
+}  // namespace tessera::proxy

@@ -7,6 +7,10 @@
 //   GET /login?user=NAME  200, Set-Cookie: SESSIONID=<32 random hex digits>; Path=/; HttpOnly;
 //                         Max-Age=3600, and X-User-Id: NAME (read, and removed, by tessera)
 //   GET /logout           200, Set-Cookie: SESSIONID=; Path=/; HttpOnly; Max-Age=0
+// and the guard demo (README, "Signed requests from a web page") adds:
+//   GET /login?user=NAME&js=1  the same, but a cookie without HttpOnly: the guard SDK hashes the
+//                              session cookie into its key, so the page's script must read it
+//   GET /guard.html            the README's ten-line page that signs a POST with client.js
 
 #include <event2/buffer.h>
 #include <event2/event.h>
@@ -104,9 +108,12 @@ std::string randomHex(size_t bytes) {
 void login(evhttp_request* req, const char* query) {
   evkeyvalq params{};
   std::string user;
+  bool for_scripts = false;
   if (query != nullptr && evhttp_parse_query_str(query, &params) == 0) {
     const char* value = evhttp_find_header(&params, "user");
     if (value != nullptr) user = value;
+    const char* js = evhttp_find_header(&params, "js");
+    for_scripts = js != nullptr && strcmp(js, "1") == 0;
   }
   evhttp_clear_headers(&params);
   if (!plainName(user)) {
@@ -115,7 +122,8 @@ void login(evhttp_request* req, const char* query) {
   std::string sid = randomHex(16);
   if (sid.empty()) return sendJson(req, 500, "Internal Server Error", {{"error", "getrandom"}});
   evkeyvalq* headers = evhttp_request_get_output_headers(req);
-  std::string cookie = "SESSIONID=" + sid + "; Path=/; HttpOnly; Max-Age=3600";
+  std::string cookie =
+      "SESSIONID=" + sid + "; Path=/; Max-Age=3600" + (for_scripts ? "" : "; HttpOnly");
   evhttp_add_header(headers, "Set-Cookie", cookie.c_str());
   evhttp_add_header(headers, "X-User-Id", user.c_str());
   sendJson(req, 200, "OK", {{"logged_in", user}});
@@ -145,11 +153,36 @@ bool loginPage(evhttp_request* req) {
   return true;
 }
 
+// The page of the README's guard walk-through.
+constexpr std::string_view kGuardPage = R"(<!doctype html>
+<script type="module">
+  import {Guard} from '/_tessera/client.js';              // served by tessera's guard plugin
+  await fetch('/login?user=alice&js=1');                     // the app's login sets SESSIONID
+  await Guard.init();                                        // clock offset + key agreement
+  const res = await Guard.fetch('/api/orders', {method: 'POST', body: {item: 'ticket-42'}});
+  document.body.textContent = `${res.status} ${await res.text()}`;   // signed; sealed reply opened
+</script>
+)";
+
+bool guardPage(evhttp_request* req) {
+  const evhttp_uri* uri = evhttp_request_get_evhttp_uri(req);
+  const char* path = uri != nullptr ? evhttp_uri_get_path(uri) : nullptr;
+  if (path == nullptr || strcmp(path, "/guard.html") != 0) return false;
+  evbuffer* body = evbuffer_new();
+  evbuffer_add(body, kGuardPage.data(), kGuardPage.size());
+  evhttp_add_header(evhttp_request_get_output_headers(req), "Content-Type",
+                    "text/html; charset=utf-8");
+  evhttp_send_reply(req, 200, "OK", body);
+  evbuffer_free(body);
+  return true;
+}
+
 void onRequest(evhttp_request* req, void*) {
   // The benchmarks ask for "/": one byte of the target keeps them off the login pages, so their
   // answer and its cost are the echo's alone.
   const char* uri = evhttp_request_get_uri(req);
   if (uri[0] == '/' && uri[1] == 'l' && loginPage(req)) return;
+  if (uri[0] == '/' && uri[1] == 'g' && guardPage(req)) return;
   echo(req);
 }
 

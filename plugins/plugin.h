@@ -173,6 +173,14 @@ class Plugin {
   // The upstream's response head, in the reverse of the route's order. kStop waits: the head and
   // whatever follows it are held until resume() (or replaced by sendLocalReply()).
   virtual Verdict onResponseHeaders(Response&) { return Verdict::kContinue; }
+  // Asked once every response hook has gone on, for a response that has a body: true to get the
+  // whole body in onResponseBody() before anything of the response reaches the client. The proxy
+  // keeps it, up to limits.max_body_bytes (a longer one ends the exchange with a 502).
+  virtual bool wantsResponseBody() const { return false; }
+  // The whole upstream response body, in the reverse of the route's order. The plugin may replace
+  // `body` and change the head (Content-Type...); the proxy frames what it leaves (Content-Length).
+  // Synchronous: nothing may wait here.
+  virtual void onResponseBody(Response&, std::string& /*body*/) {}
   // The request is over: cancel pending store operations and timers here.
   virtual void onDestroy() {}
 };

@@ -647,9 +647,10 @@ void ClientConnection::finishRequest(int status, bool close_after) {
 
 void ClientConnection::nextRequest() {
   endChain();
-  head_held_ = hold_body_ = continue_sent_ = response_waiting_ = false;
+  head_held_ = hold_body_ = continue_sent_ = response_waiting_ = capture_response_ = false;
   held_body_.clear();
   response_pending_.clear();
+  captured_body_.clear();
   request_.resume();
   route_ = nullptr;
   request_done_ = false;

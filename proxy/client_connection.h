@@ -115,6 +115,8 @@ class ClientConnection : private HttpParser::Sink,
   void resumeUpstreamRead();
   int onResponseHead();
   int beginResponse();
+  int startResponse();
+  void sendCapturedResponse();
   bool feedResponse(const char* data, size_t len);
   int onResponseBody(const char* data, size_t len);
   int onResponseComplete();
@@ -168,6 +170,8 @@ class ClientConnection : private HttpParser::Sink,
   bool response_waiting_ = false;           // a response hook waits; the upstream's head is held
   std::string response_pending_;            // upstream bytes after that head
   std::optional<LocalReply> plugin_reply_;  // a response hook's answer, replacing the upstream's
+  bool capture_response_ = false;  // a plugin wants the whole response body before it goes out
+  std::string captured_body_;
 
   // The exchange with the upstream.
   std::unique_ptr<UpstreamConn> upstream_;

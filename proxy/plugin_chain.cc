@@ -83,8 +83,9 @@ class PluginChain::Slot : public plugins::Context, public plugins::Callbacks {
   void sendLocalReply(int status, std::vector<plugins::HeaderField> headers,
                       std::string body) override;
 
-  const bool may_read_body;  // its factory's wantsRequestBody()
-  bool reads_body = false;   // and this request's plugin said wantsBody()
+  const bool may_read_body;          // its factory's wantsRequestBody()
+  bool reads_body = false;           // and this request's plugin said wantsBody()
+  bool reads_response_body = false;  // this request's plugin said wantsResponseBody()
   std::unique_ptr<plugins::Plugin> plugin;
 
  private:
@@ -229,6 +230,23 @@ PluginChain::State PluginChain::advanceRequest() {
     }
   }
   return State::kDone;
+}
+
+bool PluginChain::wantsResponseBody() {
+  if (finished_ || reply_ || !response_) return false;
+  bool wants = false;
+  for (auto& slot : slots_) {
+    slot->reads_response_body = slot->plugin->wantsResponseBody();
+    wants = wants || slot->reads_response_body;
+  }
+  return wants;
+}
+
+void PluginChain::runResponseBody(std::string& body) {
+  if (finished_ || !response_) return;
+  for (size_t i = slots_.size(); i-- > 0;) {
+    if (slots_[i]->reads_response_body) slots_[i]->plugin->onResponseBody(*response_, body);
+  }
 }
 
 PluginChain::State PluginChain::runResponse(MessageHead& head) {

@@ -108,6 +108,11 @@ class PluginChain {
   // Response hooks run once the upstream's head is in; a plugin may change the head, answer
   // instead, or wait (the head must then stay valid until the Owner hears back).
   State runResponse(MessageHead& head);
+  // After runResponse() left kDone: whether a plugin wants the response body (asked once).
+  bool wantsResponseBody();
+  // The whole response body, through the plugins that wanted it; they may change `body` and the
+  // head given to runResponse().
+  void runResponseBody(std::string& body);
   LocalReply takeReply() { return std::move(*reply_); }
 
  private:

@@ -172,7 +172,7 @@ bool ClientConnection::feedResponse(const char* data, size_t len) {
 void ClientConnection::responseResumed() {
   if (!response_waiting_ || !upstream_) return;
   response_waiting_ = false;
-  beginResponse();  // a HEAD's bodiless framing was set when the parser paused
+  startResponse();  // a HEAD's bodiless framing was set when the parser paused
   response_->resume();
   std::string pending;
   pending.swap(response_pending_);
@@ -273,7 +273,34 @@ int ClientConnection::onResponseHead() {
       return HPE_PAUSED;  // feedResponse() keeps the rest; responseResumed() goes on
     }
   }
+  return startResponse();
+}
+
+// The response hooks have all gone on: the head goes out now, or, when a plugin wants the whole
+// body first, once the body is in (sendCapturedResponse()).
+int ClientConnection::startResponse() {
+  const MessageHead& h = response_->head();
+  bool bodiless =
+      head_request_ || h.status == 204 || h.status == 304 || (h.content_length == 0 && !h.chunked);
+  if (chain_ && !bodiless && chain_->wantsResponseBody()) {
+    capture_response_ = true;
+    return 0;
+  }
   return beginResponse();
+}
+
+void ClientConnection::sendCapturedResponse() {
+  capture_response_ = false;
+  chain_->runResponseBody(captured_body_);
+  MessageHead& h = response_->head();
+  h.headers.removeAll("content-length");
+  h.headers.add("Content-Length", std::to_string(captured_body_.size()));
+  h.content_length = captured_body_.size();
+  h.chunked = false;
+  beginResponse();
+  evbuffer_add(out_, captured_body_.data(), captured_body_.size());
+  bytes_out_ += captured_body_.size();
+  captured_body_.clear();
 }
 
 // Sends the (final) response head to the client. Returns what on_headers_complete returns.
@@ -298,6 +325,15 @@ int ClientConnection::beginResponse() {
 }
 
 int ClientConnection::onResponseBody(const char* data, size_t len) {
+  if (capture_response_) {
+    if (captured_body_.size() + len > limits_.max_body_bytes) {
+      spdlog::warn("upstream {}: a response body over limits.max_body_bytes for a plugin to read",
+                   route_->upstream->conf->name);
+      return -1;  // a bad response: 502, as nothing of it went out yet
+    }
+    captured_body_.append(data, len);
+    return 0;
+  }
   if (response_chunked_) {
     bytes_out_ += appendChunk(out_, data, len);
   } else {
@@ -312,6 +348,7 @@ int ClientConnection::onResponseComplete() {
     skipping_interim_ = false;
     return 0;  // the real response follows on the same connection
   }
+  if (capture_response_) sendCapturedResponse();
   if (response_chunked_) {
     evbuffer_add(out_, "0\r\n\r\n", 5);
     bytes_out_ += 5;

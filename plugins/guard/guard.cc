@@ -141,12 +141,17 @@ class Guard : public Plugin {
         config_(state_->config),
         context_(context),
         callbacks_(callbacks) {}
-  ~Guard() override { cancel(); }
+  ~Guard() override {
+    cancel();
+    OPENSSL_cleanse(key_.data(), key_.size());
+  }
 
   Verdict onRequestHeaders(Request& request) override;
   bool wantsBody() const override { return endpoint_ == Endpoint::kKeys || digest_.has_value(); }
   Verdict onRequestBody(Request& request, std::string_view chunk, bool last) override;
   Verdict onResponseHeaders(Response& response) override;
+  bool wantsResponseBody() const override { return !key_.empty(); }
+  void onResponseBody(Response& response, std::string& body) override;
   void onDestroy() override { cancel(); }
 
  private:
@@ -217,6 +222,7 @@ class Guard : public Plugin {
   std::string base_;
   std::optional<DigestCheck> digest_;
   uint64_t body_bytes_ = 0;
+  std::string key_;  // K of a verified request whose reply is to be sealed
 };
 
 Verdict Guard::onRequestHeaders(Request& request) {
@@ -391,6 +397,9 @@ Verdict Guard::checkSignature() {
   } else if (has_body) {
     return refuse(401, "missing_content_digest");
   }
+  // A sealed reply must be the body the backend meant, not a compressed form of it that the SDK
+  // could not undo.
+  if (config_.seal_responses) request_->removeHeader("Accept-Encoding");
   if (has_body) {
     std::optional<std::string_view> length = request_->header("content-length");
     if (length &&
@@ -492,6 +501,7 @@ void Guard::onKeys(cache::Result r) {
     return;
   }
   bool good = verifyHmacSha256(*key, base_, signature_->signature);
+  if (good && config_.seal_responses) key_ = *key;
   OPENSSL_cleanse(key->data(), key->size());
   if (!good) {
     refuse(401, "bad_signature");
@@ -510,6 +520,8 @@ void Guard::onNonce(cache::Result r) {
     return;
   }
   if (r.status != cache::Status::kOk) {
+    OPENSSL_cleanse(key_.data(), key_.size());
+    key_.clear();
     refuse(502, "store_unavailable");
     return;
   }
@@ -589,6 +601,37 @@ Verdict Guard::onResponseHeaders(Response& response) {
   return Verdict::kContinue;
 }
 
+// ---- Sealed replies ----------------------------------------------------------------------------
+
+void Guard::onResponseBody(Response& response, std::string& body) {
+  if (std::optional<std::string_view> encoding = response.header("Content-Encoding");
+      encoding && *encoding != "identity") {
+    // The backend compressed although the request no longer asked for it: the SDK would hand
+    // the page compressed bytes. Refused rather than passed on unsealed.
+    context_.count("seal_refused_encoded");
+    response.removeHeader("Content-Encoding");
+    response.setHeader("Content-Type", "text/plain");
+    response.setHeader("X-Tessera-Guard", "seal_refused_encoded");
+    body = "reply not sealed: the backend sent it compressed\n";
+    return;
+  }
+  std::string content_type(response.header("Content-Type").value_or(""));
+  std::string sealed =
+      state_->crypto->sealReply(key_, *signature_->input.keyid, content_type, body);
+  OPENSSL_cleanse(key_.data(), key_.size());
+  key_.clear();
+  if (sealed.empty()) {
+    context_.count("seal_failed");
+    response.setHeader("Content-Type", "text/plain");
+    response.setHeader("X-Tessera-Guard", "seal_failed");
+    body = "reply not sealed\n";
+    return;
+  }
+  context_.count("sealed");
+  response.setHeader("Content-Type", "application/tessera-sealed");
+  body = std::move(sealed);
+}
+
 // ---- Answers -----------------------------------------------------------------------------------
 
 Verdict Guard::refuse(int status, std::string_view reason) {
@@ -634,11 +677,6 @@ std::shared_ptr<const Factory> makeGuardFactory(const std::string& name, const Y
   auto state = std::make_shared<State>();
   state->name = name;
   state->config = parseGuardConfig(node);
-  if (state->config.seal_responses) {
-    YAML::Mark mark = node["seal_responses"].Mark();
-    throw PluginConfigError("seal_responses", mark.line + 1, mark.column + 1,
-                            "sealed replies are not supported yet; use false");
-  }
   state->generation = next_generation.fetch_add(1, std::memory_order_relaxed);
   std::string error;
   state->crypto = GuardCrypto::create(&error);

@@ -22,7 +22,11 @@
 //   event.
 // Blocklist. The YAML entries, plus the cluster-wide entries of the admin API (blocklist.h): a
 //   blocked ip, device or user gets 403 on every request of the route, the endpoints included.
-// Sealed replies (seal_responses: true): not built yet; the config refuses it.
+// Sealed replies (seal_responses: true). The reply to a verified protected request becomes
+//   Content-Type: application/tessera-sealed, body = IV || AES-256-GCM(K, original content type
+//   || CRLF || body, AAD = keyid) || tag (key_agreement.h); the SDK opens it. The request goes
+//   upstream without Accept-Encoding, and a reply the backend compressed all the same is replaced
+//   by a plain-text notice (X-Tessera-Guard: seal_refused_encoded), never sent unsealed.
 
 #include <memory>
 #include <string>

@@ -545,6 +545,7 @@ void TestBackend::serve(int fd) {
         }
         std::string body = describe(h) + "body_bytes: " + std::to_string(sink.body.size()) + "\n";
         out = simpleResponse(200, h.method == "HEAD" ? "" : body);
+        out.insert(out.find("\r\n") + 2, "Content-Type: text/plain; charset=utf-8\r\n");
         if (h.method == "HEAD") {
           out = "HTTP/1.1 200 OK\r\nContent-Length: " + std::to_string(body.size()) + "\r\n\r\n";
         }

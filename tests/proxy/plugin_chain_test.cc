@@ -29,6 +29,7 @@ struct Script {
   std::function<Verdict(plugins::Context&, plugins::Callbacks&)> on_head;
   std::function<Verdict(plugins::Callbacks&, std::string_view, bool)> on_body;
   std::function<Verdict(plugins::Callbacks&, plugins::Response&)> on_response;
+  std::function<void(plugins::Response&, std::string&)> on_response_body;  // set: wants it
   bool wants_this_body = true;
 };
 
@@ -54,6 +55,11 @@ class ScriptedPlugin : public plugins::Plugin {
     return script_.on_response ? script_.on_response(callbacks_, response) : Verdict::kContinue;
   }
   bool wantsBody() const override { return script_.wants_this_body; }
+  bool wantsResponseBody() const override { return script_.on_response_body != nullptr; }
+  void onResponseBody(plugins::Response& response, std::string& body) override {
+    journal_.push_back(name_ + ":response_body:" + body);
+    script_.on_response_body(response, body);
+  }
   void onDestroy() override { journal_.push_back(name_ + ":destroy"); }
 
  private:
@@ -166,8 +172,8 @@ TEST_F(PluginChainTest, RequestHooksInRouteOrderResponseHooksInReverse) {
   EXPECT_EQ(chain().runRequest(head_, "shop.example", false), State::kDone);
   EXPECT_EQ(chain().runResponse(response_head_), State::kDone);
   chain().finish();
-  EXPECT_EQ(journal_, (Journal{"a:head", "b:head", "b:response", "a:response", "a:destroy",
-                               "b:destroy"}));
+  EXPECT_EQ(journal_,
+            (Journal{"a:head", "b:head", "b:response", "a:response", "a:destroy", "b:destroy"}));
 }
 
 TEST_F(PluginChainTest, AHeadHookThatWaitsHoldsTheRestUntilResume) {
@@ -298,6 +304,35 @@ TEST_F(PluginChainTest, AResponseHookThatWaitsHoldsTheEarlierPluginsUntilResume)
   EXPECT_EQ(owner_.resumed, 0);
   EXPECT_EQ(journal_.back(), "a:response");
   ASSERT_NE(response_head_.headers.find("x-checked"), nullptr);
+}
+
+TEST_F(PluginChainTest, ResponseBodiesReachOnlyThePluginsThatWantThemInReverseOrder) {
+  ScriptedFactory& a = addPlugin("a");
+  addPlugin("b");
+  ScriptedFactory& c = addPlugin("c");
+  a.script.on_response_body = [](plugins::Response& response, std::string& body) {
+    response.setHeader("Content-Type", "application/x-a");
+    body = "a(" + body + ")";
+  };
+  c.script.on_response_body = [](plugins::Response&, std::string& body) { body += "+c"; };
+  response_head_.status = 200;
+  EXPECT_EQ(chain().runRequest(head_, "shop.example", false), State::kDone);
+  EXPECT_EQ(chain().runResponse(response_head_), State::kDone);
+  ASSERT_TRUE(chain().wantsResponseBody());
+  std::string body = "x";
+  chain().runResponseBody(body);
+  EXPECT_EQ(body, "a(x+c)");
+  EXPECT_EQ(journal_, (Journal{"a:head", "b:head", "c:head", "c:response", "b:response",
+                               "a:response", "c:response_body:x", "a:response_body:x+c"}));
+  ASSERT_NE(response_head_.headers.find("content-type"), nullptr);
+  EXPECT_EQ(*response_head_.headers.find("content-type"), "application/x-a");
+}
+
+TEST_F(PluginChainTest, NoPluginWantsTheResponseBodyByDefault) {
+  addPlugin("a");
+  EXPECT_EQ(chain().runRequest(head_, "shop.example", false), State::kDone);
+  EXPECT_EQ(chain().runResponse(response_head_), State::kDone);
+  EXPECT_FALSE(chain().wantsResponseBody());
 }
 
 TEST_F(PluginChainTest, AResponseHookThatWaitsMayReplyInstead) {

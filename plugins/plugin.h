@@ -151,6 +151,8 @@ class Context {
   // share() of a name replaces the value. Names in use:
   //   "claim:NAME"  the jwt plugin: each top-level claim of a verified token whose value is a
   //                 string, a number or a boolean (as JSON writes it; strings without quotes).
+  //   "user"        the migration plugin: the user of a live origin session, or of a valid
+  //                 permit on a target.
   virtual void share(std::string_view name, std::string_view value) = 0;
   // nullopt when no plugin before this one shared `name` on this request.
   virtual std::optional<std::string_view> shared(std::string_view name) const = 0;
@@ -207,6 +209,9 @@ class Factory {
   // The names they read with shared(). A route that lists this plugin must list, before it, a
   // plugin that shares each of them, or the config is refused.
   virtual std::vector<std::string> reads() const { return {}; }
+  // Names read when some plugin before this one shares them, and done without otherwise: kept for
+  // this plugin like reads(), but not required of the route.
+  virtual std::vector<std::string> readsIfShared() const { return {}; }
 };
 
 // Makes a Factory from the plugin's YAML node (its map, `type` key included). `name` is the

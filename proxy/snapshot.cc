@@ -98,6 +98,12 @@ void checkSharedNames(const conf::Config& c, const conf::Route& r, RouteTarget& 
         route.shared_reads.push_back(name);
       }
     }
+    for (const std::string& name : route.plugins[i]->factory->readsIfShared()) {
+      if (std::find(route.shared_reads.begin(), route.shared_reads.end(), name) ==
+          route.shared_reads.end()) {
+        route.shared_reads.push_back(name);
+      }
+    }
   }
 }
 

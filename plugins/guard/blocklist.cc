@@ -1,5 +1,7 @@
 #include "plugins/guard/blocklist.h"
 
+#include <arpa/inet.h>
+
 #include <algorithm>
 #include <nlohmann/json.hpp>
 #include <utility>
@@ -23,6 +25,14 @@ bool printable(std::string_view text) {
     auto byte = static_cast<unsigned char>(c);
     return byte < 0x20 || byte == 0x7f;
   });
+}
+
+// The canonical text of an address (inet_ntop's): one entry per address however it was written.
+std::string formatIp(const IpAddress& ip) {
+  char text[INET6_ADDRSTRLEN] = {};
+  int family = ip.family == IpAddress::Family::kV4 ? AF_INET : AF_INET6;
+  if (inet_ntop(family, ip.bytes.data(), text, sizeof(text)) == nullptr) return {};
+  return text;
 }
 
 bool matchesEntry(const BlockEntry& entry, const IpAddress* ip, std::string_view device,
@@ -78,21 +88,27 @@ std::optional<BlockEntry> Blocklist::makeEntry(std::string_view kind_text, std::
     error = "value must be 1 to 512 printable bytes";
     return std::nullopt;
   }
+  if (expires < 0) {
+    error = "ttl must be positive";
+    return std::nullopt;
+  }
+  std::string text(value);
   if (*kind == BlockEntry::Kind::kIp) {
     std::optional<IpAddress> ip = parseIp(value);
     if (!ip) {
       error = "value is not an IP address";
       return std::nullopt;
     }
-  } else if (*kind == BlockEntry::Kind::kCidr && !parseCidr(value)) {
-    error = "value is not a network like 203.0.113.0/24";
-    return std::nullopt;
+    text = formatIp(*ip);
+  } else if (*kind == BlockEntry::Kind::kCidr) {
+    std::optional<Cidr> network = parseCidr(value);
+    if (!network) {
+      error = "value is not a network like 203.0.113.0/24";
+      return std::nullopt;
+    }
+    text = formatIp(network->network) + "/" + std::to_string(network->prefix);
   }
-  if (expires < 0) {
-    error = "ttl must be positive";
-    return std::nullopt;
-  }
-  return BlockEntry{*kind, std::string(value), expires};
+  return BlockEntry{*kind, std::move(text), expires};
 }
 
 std::optional<Blocklist> Blocklist::parse(std::string_view text) {
@@ -147,7 +163,9 @@ bool Blocklist::add(BlockEntry entry) {
 }
 
 bool Blocklist::remove(BlockEntry::Kind kind, std::string_view value) {
-  value = trim(value);
+  std::string error;
+  std::optional<BlockEntry> canonical = makeEntry(kindName(kind), value, 0, error);
+  if (canonical) value = canonical->value;
   size_t before = entries_.size();
   std::erase_if(entries_, [&](const BlockEntry& e) { return e.kind == kind && e.value == value; });
   if (entries_.size() == before) return false;

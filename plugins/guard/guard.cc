@@ -74,6 +74,36 @@ int hexValue(char c) {
   return -1;
 }
 
+// "/path?query" of a request target; an absolute-form one ("https://host/path?query"), which the
+// proxy forwards in origin form, without its scheme and authority.
+std::string_view originForm(std::string_view target) {
+  if (target.starts_with("/")) return target;
+  size_t scheme_end = target.find("://");
+  if (scheme_end == std::string_view::npos) return target;
+  size_t path = target.find_first_of("/?#", scheme_end + 3);
+  if (path == std::string_view::npos) return "/";
+  return target.substr(path);
+}
+
+// A member that is a string, or "": never throws on a value of another type.
+std::string stringMember(const Json& object, const char* name) {
+  if (!object.is_object()) return {};
+  auto it = object.find(name);
+  return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
+}
+
+// The length a Content-Length header says (the proxy has checked its syntax); 0 when absent.
+uint64_t declaredLength(const Request& request) {
+  std::optional<std::string_view> text = request.header("content-length");
+  uint64_t length = 0;
+  if (!text) return 0;
+  for (char c : *text) {
+    if (c < '0' || c > '9' || length > (UINT64_MAX - 9) / 10) return UINT64_MAX;
+    length = length * 10 + static_cast<uint64_t>(c - '0');
+  }
+  return length;
+}
+
 // The path as a backend may read it: %-escapes decoded, "//" collapsed, "." and ".." resolved.
 // A protect prefix is compared with this, so that /api/%6frders or /x/../api//orders are not a way
 // around it.
@@ -178,6 +208,7 @@ class Guard : public Plugin {
   Verdict afterBlocklist();
   Verdict proceed(Verdict v);  // from afterBlocklist(), inside the hook or after a wait
   bool blocked();
+  bool blockedByConfig();
   void readBlocklist(bool wait);
   void applyBlocklist(cache::Result r);
 
@@ -235,24 +266,36 @@ Verdict Guard::onRequestHeaders(Request& request) {
   if (!config_.user_header.empty()) {
     if (std::optional<std::string_view> user = request.header(config_.user_header)) user_ = *user;
   }
-  if (blocked()) return refuse(403, "blocked");
+  // The session's user, as a migration plugin before this one knows it.
+  if (std::optional<std::string_view> user = context_.shared("user"); user && user_.empty()) {
+    user_ = *user;
+  }
+  // A copy too old to decide with is read again first, whatever it says: an entry removed since
+  // must not keep blocking, any more than an entry added since may let through.
   BlocklistView& view = workerBlocklist(state_);
   auto age = context_.now() - view.read_at;
   if (age >= kBlocklistMaxAge || !view.list) {
+    if (blockedByConfig()) return refuse(403, "blocked");
     readBlocklist(true);
     waited_ = true;
     return Verdict::kStop;
   }
+  if (blocked()) return refuse(403, "blocked");
   if (age >= kBlocklistRefresh && !view.reading) readBlocklist(false);
   return afterBlocklist();
 }
 
-bool Guard::blocked() {
-  std::optional<IpAddress> ip = parseIp(context_.clientIp());
+bool Guard::blockedByConfig() {
   const Config::Blocklist& fixed = config_.blocklist;
+  std::optional<IpAddress> ip = parseIp(context_.clientIp());
   if (ip && fixed.blocksIp(*ip)) return true;
   if (!user_.empty() && fixed.blocksUser(user_)) return true;
-  if (!fixed.devices.empty() && fixed.blocksDevice(device())) return true;
+  return !fixed.devices.empty() && fixed.blocksDevice(device());
+}
+
+bool Guard::blocked() {
+  if (blockedByConfig()) return true;
+  std::optional<IpAddress> ip = parseIp(context_.clientIp());
   const BlocklistView& view = workerBlocklist(state_);
   if (!view.list || view.list->entries().empty()) return false;
   return view.list->blocks(ip ? &*ip : nullptr, device(), user_, unixSeconds(context_.now()));
@@ -303,7 +346,7 @@ Verdict Guard::proceed(Verdict v) {
 }
 
 Verdict Guard::afterBlocklist() {
-  std::string_view target = request_->target();
+  std::string_view target = originForm(request_->target());
   std::string_view path = target.substr(0, target.find('?'));
   if (path.starts_with(config_.endpoint_prefix)) {
     std::string_view name = path.substr(config_.endpoint_prefix.size());
@@ -329,11 +372,11 @@ Verdict Guard::endpoint() {
       return reply(405, "text/plain", "POST only\n", {{"Allow", "POST"}});
     }
     if (cookie_.empty()) return refuse(401, "no_session");
-    std::optional<std::string_view> length = request_->header("content-length");
-    if (length && (length->size() > 6 || std::stoul(std::string(*length)) > kMaxKeysBody)) {
-      return refuse(413, "body_too_large");
+    uint64_t length = declaredLength(*request_);
+    if (length > kMaxKeysBody) return refuse(413, "body_too_large");
+    if (length == 0 && !request_->header("transfer-encoding")) {
+      return refuse(400, "malformed_body");
     }
-    if (!length && !request_->header("transfer-encoding")) return refuse(400, "malformed_body");
     return Verdict::kContinue;  // the body follows
   }
   if (method != "GET" && method != "HEAD") {
@@ -388,8 +431,13 @@ Verdict Guard::checkSignature() {
   signature_ = std::move(*parsed);
 
   std::optional<std::string_view> digest = request_->header("content-digest");
-  bool has_body = request_->header("transfer-encoding") ||
-                  request_->header("content-length").value_or("0") != "0";
+  uint64_t length = declaredLength(*request_);
+  bool has_body = request_->header("transfer-encoding") || length > 0;
+  // The digest binds the body to the signature only if the signature covers it.
+  const std::vector<std::string>& covered = signature_->input.components;
+  if (has_body && std::find(covered.begin(), covered.end(), "content-digest") == covered.end()) {
+    return refuse(401, "component_not_covered");
+  }
   if (digest) {
     Result<DigestCheck> check = DigestCheck::fromHeader(*digest);
     if (!check) return refuse(401, check.reason());
@@ -492,7 +540,7 @@ void Guard::onKeys(cache::Result r) {
   std::optional<std::string> key;
   if (keys.is_object() && keys.contains("keys") && keys["keys"].is_array()) {
     for (const Json& k : keys["keys"]) {
-      if (k.is_object() && k.value("id", "") == keyid) key = base64Decode(k.value("k", ""));
+      if (stringMember(k, "id") == keyid) key = base64Decode(stringMember(k, "k"));
     }
   }
   // Another session's keyid is not in this session's record: it is as unknown as a made-up one.
@@ -533,14 +581,15 @@ void Guard::onNonce(cache::Result r) {
 
 void Guard::handleKeys() {
   Json body = Json::parse(body_, nullptr, false);
-  const Json* jwk = body.is_object() && body.contains("jwk") ? &body["jwk"] : nullptr;
-  if (jwk == nullptr || !jwk->is_object() || jwk->value("kty", "") != "EC" ||
-      jwk->value("crv", "") != "P-256" || !(*jwk)["x"].is_string() || !(*jwk)["y"].is_string()) {
+  auto member = body.is_object() ? body.find("jwk") : body.end();
+  const Json& jwk = member != body.end() ? *member : Json();
+  std::string x = stringMember(jwk, "x"), y = stringMember(jwk, "y");
+  if (stringMember(jwk, "kty") != "EC" || stringMember(jwk, "crv") != "P-256" || x.empty() ||
+      y.empty()) {
     refuse(400, "malformed_body");
     return;
   }
-  std::optional<GuardCrypto::Agreement> agreed = state_->crypto->agree(
-      (*jwk)["x"].get<std::string>(), (*jwk)["y"].get<std::string>(), cookie_);
+  std::optional<GuardCrypto::Agreement> agreed = state_->crypto->agree(x, y, cookie_);
   if (!agreed) {
     refuse(400, "bad_client_key");
     return;
@@ -590,7 +639,9 @@ Verdict Guard::onResponseHeaders(Response& response) {
   if (session_ref_.empty() || endpoint_ != Endpoint::kNone) return Verdict::kContinue;
   for (std::string_view line : response.headers("Set-Cookie")) {
     std::optional<cookies::SetCookie> cookie = cookies::parseSetCookie(line);
-    if (!cookie || cookie->name != config_.session_cookie || cookie->value == cookie_) continue;
+    if (!cookie || cookie->name != config_.session_cookie) continue;
+    bool cleared = !cookies::lifetimeOf(*cookie, context_.now(), config_.key_lifetime);
+    if (!cleared && cookie->value == cookie_) continue;  // the same session, renewed
     // A logout, or a new login: the keys agreed under the old cookie go.
     pending_ = context_.store().remove(keysKey(), config_.timeout, tracked([this](cache::Result) {
                                          context_.count("keys_removed");
@@ -666,6 +717,7 @@ class GuardFactory : public Factory {
     return std::make_unique<Guard>(state_, context, callbacks);
   }
   bool wantsRequestBody() const override { return true; }
+  std::vector<std::string> readsIfShared() const override { return {"user"}; }
 
  private:
   std::shared_ptr<const State> state_;

@@ -384,11 +384,6 @@ GuardConfig parseGuardConfig(const YAML::Node& node) {
         applyState(key, item, config);
       });
   if (!seen.contains("session_cookie")) fail(node.Mark(), "session_cookie", "required");
-  // Without the header, no request names its user: the list would block no one, silently.
-  if (!config.blocklist.users.empty() && config.user_header.empty()) {
-    fail(node["blocklist"]["users"].Mark(), "blocklist.users",
-         "needs user_header (the request header that names the user)");
-  }
   return config;
 }
 

@@ -13,7 +13,8 @@
 //   require_components: ["@method", "@target-uri", "content-digest"]   # what a signature covers
 //   max_signed_body: 1MiB                # a size, as everywhere in the config; at most 64MiB
 //   blocklist:
-//     users: [alice]                     # as user_header names them
+//     users: [alice]                     # as user_header names them, or the session's user that a
+//                                        # migration plugin listed before shares
 //     devices: ["ip=192.0.2.0/24;user_agent=curl/8.5.0"]   # device fingerprints (`attributes`)
 //     ips: [192.0.2.7, "2001:db8::7"]
 //     cidrs: [203.0.113.0/24, "2001:db8::/32"]
@@ -25,7 +26,7 @@
 //   timeout: 200ms                       # deadline of each store call
 //   key_lifetime: 24h                    # an agreed key's life when the cookie's is unknown
 //   user_header: X-User-Id               # request header naming the user (set by jwt or migration
-//                                        # earlier on the route); required with blocklist.users
+//                                        # earlier on the route)
 
 #include <array>
 #include <cstdint>
@@ -126,7 +127,7 @@ struct GuardConfig {
   cache::Millis timeout{200};
   // Whole seconds, rounded up; at most 400 days.
   cache::Seconds key_lifetime{24 * 60 * 60};
-  std::string user_header;  // as written; empty: none (then blocklist.users is empty too)
+  std::string user_header;  // as written; empty: none
 };
 
 // Throws PluginConfigError (key path relative to `node`, 1-based line and column) on an unknown,

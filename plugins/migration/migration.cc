@@ -328,6 +328,13 @@ class Migration : public Plugin {
   enum class Endpoint { kNone, kPass, kVerify, kSession, kRedeem };
 
   std::string loginUser(Response& response);
+  // A valid permit: the target's backend (identity header) and the plugins after this one (the
+  // shared "user") learn who it is, and the request goes on.
+  void forwardUser(const std::string& user) {
+    request_->setHeader(config_.user_identity_header, user);
+    context_.share("user", user);
+    callbacks_.resume();
+  }
 
   void cancelAll() {
     if (pending_ != 0) context_.store().cancel(std::exchange(pending_, 0));
@@ -485,6 +492,7 @@ plugins::Verdict Migration::originRequest(Request& request) {
                                       refuse(401, "revoked_session");
                                       return;
                                     }
+                                    if (session) context_.share("user", session->value("u", ""));
                                     callbacks_.resume();
                                   }));
   return plugins::Verdict::kStop;
@@ -744,8 +752,7 @@ void Migration::onPermit(const std::string& key, cache::Result r) {
           refuse(401, "revoked_permit");
           return;
         }
-        request_->setHeader(config_.user_identity_header, user);
-        callbacks_.resume();
+        forwardUser(user);
       }));
 }
 
@@ -758,8 +765,7 @@ void Migration::checkRemoteSession(const std::string& permit_key, const std::str
   pending_ = context_.store().get(
       checked, config_.timeout, tracked([this, checked, sid, user](cache::Result r) {
         if (r.status == cache::Status::kOk) {
-          request_->setHeader(config_.user_identity_header, user);
-          callbacks_.resume();
+          forwardUser(user);
           return;
         }
         std::string url = config_.origin + config_.endpoint_prefix + "migration/session";
@@ -777,10 +783,8 @@ void Migration::checkRemoteSession(const std::string& permit_key, const std::str
                                 }
                                 pending_ = context_.store().set(
                                     checked, context_.seal(checked, "1"), kRemoteCheckInterval,
-                                    config_.timeout, tracked([this, user](cache::Result) {
-                                      request_->setHeader(config_.user_identity_header, user);
-                                      callbacks_.resume();
-                                    }));
+                                    config_.timeout,
+                                    tracked([this, user](cache::Result) { forwardUser(user); }));
                               });
       }));
 }
@@ -865,6 +869,7 @@ class MigrationFactory : public Factory {
     return std::make_unique<Migration>(state_, context, callbacks);
   }
   bool wantsRequestBody() const override { return true; }
+  std::vector<std::string> shares() const override { return {"user"}; }
   std::vector<std::string> reads() const override {
     const Config& config = state_->config;
     if (config.role == Config::Role::kOrigin && config.user_header.starts_with("claim:")) {

@@ -931,8 +931,10 @@ TEST(ConfigTest, ExampleFileLoads) {
   EXPECT_EQ(l.tls->certificates[0].key, "conf/certs/demo.key");
   EXPECT_EQ(l.tls->min_version, TlsVersion::k1_2);
   EXPECT_EQ(l.tls->alpn, std::vector<std::string>{"http/1.1"});
-  ASSERT_EQ(l.routes.size(), 3u);
+  ASSERT_EQ(l.routes.size(), 4u);
   EXPECT_EQ(l.routes[0].upstream, "app");
+  EXPECT_EQ(l.routes[2].plugins, std::vector<std::string>{"shop_guard"});
+  EXPECT_EQ(config->plugins.at("shop_guard").type, "guard");
   const Upstream& app = config->upstreams.at("app");
   EXPECT_EQ(app.servers.at(0).str(), "127.0.0.1:9000");
   EXPECT_EQ(app.keepalive, 64);

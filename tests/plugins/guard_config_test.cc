@@ -324,10 +324,7 @@ INSTANTIATE_TEST_SUITE_P(
         BadConfig{"BadSessionCookie", "session_cookie: \"a;b\"\n", "session_cookie", 1, 17,
                   "cookie name"},
         BadConfig{"BadUserHeader", guard("user_header: X User\n"), "user_header", 3, 14,
-                  "header name"},
-        // The list would block no one: no request names its user.
-        BadConfig{"UsersWithoutUserHeader", guard("blocklist:\n  users: [alice]\n"),
-                  "blocklist.users", 4, 10, "needs user_header"}),
+                  "header name"}),
     testName);
 
 INSTANTIATE_TEST_SUITE_P(

@@ -201,6 +201,67 @@ TEST_F(MigrationChainTest, AShortNonceOrAMissingTimestampIsMalformed) {
   EXPECT_EQ(chain.takeReply().status, 400);
 }
 
+// The migration plugin shares the session's user; a guard plugin after it blocks by it.
+TEST_F(MigrationChainTest, AGuardAfterTheOriginBlocksTheSessionsUser) {
+  snapshot_ = Snapshot::build(conf::loadString(R"(
+plugins:
+  mig:
+    type: migration
+    role: origin
+    session_cookie: SESSIONID
+    user_header: X-User-Id
+    signing_key: )" + (dir_ / "sign.jwk").string() +
+                                               R"(
+    encryption_key: )" + (dir_ / "enc.jwk").string() +
+                                               R"(
+  shop_guard:
+    type: guard
+    session_cookie: SESSIONID
+    blocklist: { users: [alice] }
+listeners:
+  - name: plain
+    listen: 127.0.0.1:1
+    routes: [ { path_prefix: /, upstream: app, plugins: [mig, shop_guard] } ]
+upstreams:
+  app: { servers: [127.0.0.1:2] }
+admin: { listen: "off" }
+log: { access_log: "off", audit_log: "off" }
+)"));
+  route_ = &snapshot_->listeners()[0].routes[0];
+  EXPECT_EQ(route_->shared_reads, std::vector<std::string>{"user"});
+  {  // alice logs in, through both plugins (the guard reads the cluster blocklist first)
+    MessageHead login;
+    login.method = "GET";
+    login.url = "/login";
+    PluginChain& chain = newChain();
+    if (chain.runRequest(login, "origin.test", false) == State::kWaiting) {
+      stepUntil([&] { return owner_.resumed > 0; });
+    }
+    MessageHead response;
+    response.status = 200;
+    response.headers.add("Set-Cookie", "SESSIONID=s1; Max-Age=3600; Path=/");
+    response.headers.add("X-User-Id", "alice");
+    ASSERT_EQ(chain.runResponse(response), State::kWaiting);
+    stepUntil([&] { return owner_.response_resumed > 0; });
+    chain.finish();
+  }
+  MessageHead request;
+  request.method = "GET";
+  request.url = "/account";
+  request.headers.add("Cookie", "SESSIONID=s1");
+  PluginChain& chain = newChain();
+  size_t before = owner_.replies.size();
+  State state = chain.runRequest(request, "origin.test", false);
+  if (state == State::kReplied) {
+    owner_.replies.push_back(chain.takeReply());
+  } else {
+    ASSERT_EQ(state, State::kWaiting);
+    stepUntil([&] { return owner_.replies.size() > before; });
+  }
+  EXPECT_EQ(owner_.replies.back().status, 403);
+  chain.finish();
+}
+
 // user_header: claim:sub reads what a jwt plugin shares: the route must list one before it.
 TEST_F(MigrationChainTest, AUserClaimNeedsAJwtPluginBeforeTheMigrationPlugin) {
   cjose_err err{};

@@ -10,6 +10,8 @@
 #   DURATION=10      seconds per wrk run (default 10)
 #   CONNECTIONS=50   wrk connections (default 50)
 #   RESULTS_FILE=f   also append the table, with its header, to f
+#   PLUGIN_ROUNDS=1  plugins off/on pairs, alternated; the report gives each and their mean
+#   ONLY=plugins     skip the comparison with nginx and HAProxy (the plugin rounds alone)
 #
 # Needs: wrk, nginx, haproxy, curl, openssl, ss, pgrep (`make bench` installs them).
 #
@@ -42,6 +44,8 @@ readonly SCRIPT_NAME=macro.sh
 source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 
 readonly DURATION="${DURATION:-10}"
+readonly PLUGIN_ROUNDS="${PLUGIN_ROUNDS:-1}"
+readonly ONLY="${ONLY:-}"
 readonly CONNECTIONS="${CONNECTIONS:-50}"
 readonly WARMUP_SECONDS=1
 readonly STARTUP_TIMEOUT=10  # seconds a process gets to start listening
@@ -366,60 +370,69 @@ bench_proxy() {
 # what tessera does with it. Results go to RESULT_* under "1/plugins-off/tessera" and
 # "1/plugins-on/tessera".
 bench_plugins() {
-  local port url state out cpu0 cpu1 note
+  local port url state out cpu0 cpu1 note round key
   alloc_port port
   url="https://127.0.0.1:$port/"
   RESUMPTION=true
-  for state in off on; do
-    PLUGINS=false
-    [[ "$state" == on ]] && PLUGINS=true
-    start_proxy tessera 1 "$port"
-    log "tessera, 1 worker, keep-alive, plugins $state: warm-up ${WARMUP_SECONDS}s"
-    # The warm-up also fills the jwt plugin's verified-token cache.
-    run_wrk "$TMP/warmup.txt" "$WARMUP_SECONDS" "$url" -H "Authorization: Bearer $TOKEN"
-    out="$TMP/wrk-tessera-w1-plugins-$state.txt"
-    log "tessera, 1 worker, keep-alive, plugins $state: ${DURATION}s"
-    cpu0=$(proxy_cpu_ticks "$PROXY_PID")
-    run_wrk "$out" "$DURATION" "$url" -H "Authorization: Bearer $TOKEN"
-    cpu1=$(proxy_cpu_ticks "$PROXY_PID")
-    parse_wrk "$out"
-    RESULT_CPU["1/plugins-$state/tessera"]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" \
-      -v n="$REQUESTS" 'BEGIN {if (n > 0) printf "%.1f", t * 1e6 / hz / n}')
-    RESULT_RPS["1/plugins-$state/tessera"]=$RPS
-    RESULT_P50["1/plugins-$state/tessera"]=$P50
-    RESULT_P99["1/plugins-$state/tessera"]=$P99
-    if [[ -n "$ERRORS" ]]; then NOTES+=("- tessera, 1 worker, plugins $state: $ERRORS"); fi
-    note=$(tessera_summary "$ADMIN_PORT" || true)
-    NOTES+=("- tessera, 1 worker, plugins $state, counters: $note")
-    stop_pid "$PROXY_PID"
+  for ((round = 1; round <= PLUGIN_ROUNDS; round++)); do
+    for state in off on; do
+      PLUGINS=false
+      [[ "$state" == on ]] && PLUGINS=true
+      key="1/plugins-$state/tessera/$round"
+      start_proxy tessera 1 "$port"
+      log "tessera, 1 worker, keep-alive, plugins $state (round $round): warm-up ${WARMUP_SECONDS}s"
+      # The warm-up also fills the jwt plugin's verified-token cache.
+      run_wrk "$TMP/warmup.txt" "$WARMUP_SECONDS" "$url" -H "Authorization: Bearer $TOKEN"
+      out="$TMP/wrk-tessera-w1-plugins-$state-$round.txt"
+      log "tessera, 1 worker, keep-alive, plugins $state (round $round): ${DURATION}s"
+      cpu0=$(proxy_cpu_ticks "$PROXY_PID")
+      run_wrk "$out" "$DURATION" "$url" -H "Authorization: Bearer $TOKEN"
+      cpu1=$(proxy_cpu_ticks "$PROXY_PID")
+      parse_wrk "$out"
+      RESULT_CPU["$key"]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" \
+        -v n="$REQUESTS" 'BEGIN {if (n > 0) printf "%.1f", t * 1e6 / hz / n}')
+      RESULT_RPS["$key"]=$RPS
+      RESULT_P50["$key"]=$P50
+      RESULT_P99["$key"]=$P99
+      if [[ -n "$ERRORS" ]]; then NOTES+=("- tessera, 1 worker, plugins $state: $ERRORS"); fi
+      note=$(tessera_summary "$ADMIN_PORT" || true)
+      NOTES+=("- tessera, 1 worker, plugins $state (round $round), counters: $note")
+      stop_pid "$PROXY_PID"
+    done
   done
   PLUGINS=false
 }
 
 # plugins_report: the plugin rows and the target line, under the main table.
 plugins_report() {
-  local off on ratio cpu_off cpu_on cpu_ratio verdict
-  off=${RESULT_RPS["1/plugins-off/tessera"]}
-  on=${RESULT_RPS["1/plugins-on/tessera"]}
-  cpu_off=${RESULT_CPU["1/plugins-off/tessera"]}
-  cpu_on=${RESULT_CPU["1/plugins-on/tessera"]}
-  ratio=$(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
-  cpu_ratio=$(awk -v a="$cpu_on" -v b="$cpu_off" \
-    'BEGIN {if (a > 0 && b > 0) printf "%.2f", b / a; else printf "n/a"}')
-  verdict=$(awk -v r="$ratio" 'BEGIN {print (r >= 0.9 ? "met" : "NOT met")}')
+  local round off on ratio cpu_off cpu_on cpu_ratio verdict sum=0 mean
   echo "Plugins: tessera alone, wrk keep-alive with -H 'Authorization: Bearer <valid ES256 token>';"
   echo "\"keepalive+plugins\" runs jwt (verified-token cache warm) + session_binding (no SESSIONID"
-  echo "cookie sent, so no store lookup). The ratio columns are plugins on / off (CPU: off / on)."
+  echo "cookie sent, so no store lookup). The ratio columns are plugins on / off (CPU: off / on);"
+  echo "off and on alternate, $PLUGIN_ROUNDS round(s)."
   echo
-  echo "| workers | mode | proxy | req/s | p50 | p99 | ratio on / off (req/s) | CPU µs/req |" \
+  echo "| round | mode | proxy | req/s | p50 | p99 | ratio on / off (req/s) | CPU µs/req |" \
     "CPU off / on |"
   echo "|---|---|---|---|---|---|---|---|---|"
-  echo "| 1 | keepalive | tessera | $off | ${RESULT_P50["1/plugins-off/tessera"]} |" \
-    "${RESULT_P99["1/plugins-off/tessera"]} | 1.00 | ${cpu_off:-n/a} | 1.00 |"
-  echo "| 1 | keepalive+plugins | tessera | $on | ${RESULT_P50["1/plugins-on/tessera"]} |" \
-    "${RESULT_P99["1/plugins-on/tessera"]} | $ratio | ${cpu_on:-n/a} | $cpu_ratio |"
+  for ((round = 1; round <= PLUGIN_ROUNDS; round++)); do
+    off=${RESULT_RPS["1/plugins-off/tessera/$round"]}
+    on=${RESULT_RPS["1/plugins-on/tessera/$round"]}
+    cpu_off=${RESULT_CPU["1/plugins-off/tessera/$round"]}
+    cpu_on=${RESULT_CPU["1/plugins-on/tessera/$round"]}
+    ratio=$(awk -v a="$on" -v b="$off" 'BEGIN {printf "%.2f", (b > 0 ? a / b : 0)}')
+    cpu_ratio=$(awk -v a="$cpu_on" -v b="$cpu_off" \
+      'BEGIN {if (a > 0 && b > 0) printf "%.2f", b / a; else printf "n/a"}')
+    sum=$(awk -v s="$sum" -v r="$ratio" 'BEGIN {printf "%.4f", s + r}')
+    echo "| $round | keepalive | tessera | $off | ${RESULT_P50["1/plugins-off/tessera/$round"]} |" \
+      "${RESULT_P99["1/plugins-off/tessera/$round"]} | 1.00 | ${cpu_off:-n/a} | 1.00 |"
+    echo "| $round | keepalive+plugins | tessera | $on |" \
+      "${RESULT_P50["1/plugins-on/tessera/$round"]} | ${RESULT_P99["1/plugins-on/tessera/$round"]} |" \
+      "$ratio | ${cpu_on:-n/a} | $cpu_ratio |"
+  done
+  mean=$(awk -v s="$sum" -v n="$PLUGIN_ROUNDS" 'BEGIN {printf "%.2f", s / n}')
+  verdict=$(awk -v r="$mean" 'BEGIN {print (r >= 0.9 ? "met" : "NOT met")}')
   echo
-  echo "Target: plugins on / off >= 0.9 (req/s): $ratio, $verdict."
+  echo "Target: plugins on / off >= 0.9 (req/s), mean of $PLUGIN_ROUNDS round(s): $mean, $verdict."
 }
 
 versions() {
@@ -462,8 +475,9 @@ report() {
       done
     done
   done
-  local text="$header"$'\n\n'"$table"$'\n'
-  text+=$'\n'"$(plugins_report)"$'\n'
+  local text="$header"$'\n\n'
+  [[ "$ONLY" == plugins ]] || text+="$table"$'\n\n'
+  text+="$(plugins_report)"$'\n'
   if ((${#NOTES[@]} > 0)); then
     text+=$'\n'"$(printf '%s\n' "${NOTES[@]}")"$'\n'
   fi
@@ -480,6 +494,8 @@ main() {
   BUILD_DIR=$1
   [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a whole number of seconds"
   [[ "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a whole number"
+  [[ "$PLUGIN_ROUNDS" =~ ^[1-9][0-9]*$ ]] || die "PLUGIN_ROUNDS must be a whole number"
+  [[ -z "$ONLY" || "$ONLY" == plugins ]] || die "ONLY may only be plugins"
   local tool
   for tool in wrk nginx haproxy curl openssl ss awk pgrep getconf; do
     command -v "$tool" >/dev/null || die "$tool is not installed (make bench installs it)"
@@ -503,11 +519,13 @@ main() {
   start_backend
 
   local workers name
-  for workers in 1 2; do
-    for name in tessera nginx haproxy; do
-      bench_proxy "$name" "$workers"
+  if [[ "$ONLY" != plugins ]]; then
+    for workers in 1 2; do
+      for name in tessera nginx haproxy; do
+        bench_proxy "$name" "$workers"
+      done
     done
-  done
+  fi
   bench_plugins
   report
 }

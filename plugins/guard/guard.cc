@@ -149,17 +149,97 @@ struct BlocklistView {
   bool reading = false;
 };
 
+// ---- Session keys, as this worker last read them ------------------------------------------------
+
+// A session's keys change only at the keys endpoint and at logout, yet every signed request needs
+// them: a worker keeps the records it read for kKeyCopyMaxAge, which saves a store round trip per
+// request. A new key or a logout on this worker updates its copy at once; one on another worker or
+// node is seen here within kKeyCopyMaxAge, as the blocklist is.
+constexpr std::chrono::milliseconds kKeyCopyMaxAge{800};
+constexpr size_t kKeyCopies = 10000;
+
+using SessionKeys = std::vector<std::pair<std::string, std::string>>;  // keyid, K
+
+void wipe(SessionKeys& keys) {
+  for (auto& [id, key] : keys) OPENSSL_cleanse(key.data(), key.size());
+  keys.clear();
+}
+
+class KeyCopies {
+ public:
+  KeyCopies() = default;
+  KeyCopies(const KeyCopies&) = delete;
+  KeyCopies& operator=(const KeyCopies&) = delete;
+  ~KeyCopies() { clear(); }
+
+  const SessionKeys* find(const std::string& key, std::chrono::system_clock::time_point now) {
+    auto it = copies_.find(key);
+    if (it == copies_.end()) return nullptr;
+    if (now - it->second.read_at >= kKeyCopyMaxAge || now < it->second.read_at) {
+      erase(key);
+      return nullptr;
+    }
+    return &it->second.keys;
+  }
+  void put(const std::string& key, SessionKeys keys, std::chrono::system_clock::time_point now) {
+    if (copies_.size() >= kKeyCopies && !copies_.contains(key)) clear();  // rare; all refill
+    Copy& copy = copies_[key];
+    wipe(copy.keys);
+    copy = Copy{std::move(keys), now};
+  }
+  void erase(const std::string& key) {
+    auto it = copies_.find(key);
+    if (it == copies_.end()) return;
+    wipe(it->second.keys);
+    copies_.erase(it);
+  }
+
+ private:
+  void clear() {
+    for (auto& [key, copy] : copies_) wipe(copy.keys);
+    copies_.clear();
+  }
+  struct Copy {
+    SessionKeys keys;
+    std::chrono::system_clock::time_point read_at;
+  };
+  std::unordered_map<std::string, Copy> copies_;
+};
+
+struct WorkerState {
+  BlocklistView blocklist;
+  KeyCopies keys;
+};
+
 // One per worker thread and factory (jwt's token cache does the same): workers never share it.
-BlocklistView& workerBlocklist(const std::shared_ptr<const State>& state) {
+WorkerState& workerState(const std::shared_ptr<const State>& state) {
   struct Slot {
     std::weak_ptr<const State> owner;
-    BlocklistView view;
+    std::unique_ptr<WorkerState> worker;
   };
-  thread_local std::unordered_map<uint64_t, Slot> views;
-  auto it = views.find(state->generation);
-  if (it != views.end()) return it->second.view;
-  std::erase_if(views, [](const auto& entry) { return entry.second.owner.expired(); });
-  return views.emplace(state->generation, Slot{state, {}}).first->second.view;
+  thread_local std::unordered_map<uint64_t, Slot> slots;
+  auto it = slots.find(state->generation);
+  if (it != slots.end()) return *it->second.worker;
+  std::erase_if(slots, [](const auto& entry) { return entry.second.owner.expired(); });
+  Slot slot{state, std::make_unique<WorkerState>()};
+  return *slots.emplace(state->generation, std::move(slot)).first->second.worker;
+}
+
+BlocklistView& workerBlocklist(const std::shared_ptr<const State>& state) {
+  return workerState(state).blocklist;
+}
+
+// The keys of a session record as stored (sealed JSON {"keys": [{"id", "k"}]}, opened).
+SessionKeys parseSessionKeys(const std::optional<std::string>& text) {
+  SessionKeys out;
+  Json record = text ? Json::parse(*text, nullptr, false) : Json();
+  auto keys = record.is_object() ? record.find("keys") : record.end();
+  if (keys == record.end() || !keys->is_array()) return out;
+  for (const Json& k : *keys) {
+    std::optional<std::string> key = base64Decode(stringMember(k, "k"));
+    if (key) out.emplace_back(stringMember(k, "id"), std::move(*key));
+  }
+  return out;
 }
 
 // ---- One request --------------------------------------------------------------------------------
@@ -216,7 +296,9 @@ class Guard : public Plugin {
   Verdict checkSignature();
   void verify();
   void onCount(cache::Result r);
+  void lookUpKeys();
   void onKeys(cache::Result r);
+  void checkKey(const SessionKeys& keys);
   void onNonce(cache::Result r);
   void handleKeys();
   void storeKey(cache::Result r, std::string keyid, std::string key);
@@ -483,8 +565,7 @@ Verdict Guard::onRequestBody(Request&, std::string_view chunk, bool last) {
 
 void Guard::verify() {
   if (!config_.rate_limit) {
-    pending_ = context_.store().get(keysKey(), config_.timeout,
-                                    tracked([this](cache::Result r) { onKeys(std::move(r)); }));
+    lookUpKeys();
     return;
   }
   const Config::RateLimit& limit = *config_.rate_limit;
@@ -524,6 +605,14 @@ void Guard::onCount(cache::Result r) {
            {"X-Tessera-Guard", "rate_limited"}});
     return;
   }
+  lookUpKeys();
+}
+
+void Guard::lookUpKeys() {
+  if (const SessionKeys* keys = workerState(state_).keys.find(keysKey(), context_.now())) {
+    checkKey(*keys);
+    return;
+  }
   pending_ = context_.store().get(keysKey(), config_.timeout,
                                   tracked([this](cache::Result r) { onKeys(std::move(r)); }));
 }
@@ -535,22 +624,24 @@ void Guard::onKeys(cache::Result r) {
   }
   std::optional<std::string> text =
       r.status == cache::Status::kOk ? context_.open(keysKey(), r.value) : std::nullopt;
-  Json keys = text ? Json::parse(*text, nullptr, false) : Json();
+  SessionKeys keys = parseSessionKeys(text);
+  if (text) text->assign(text->size(), '\0');
+  KeyCopies& copies = workerState(state_).keys;
+  copies.put(keysKey(), std::move(keys), context_.now());
+  checkKey(*copies.find(keysKey(), context_.now()));
+}
+
+void Guard::checkKey(const SessionKeys& keys) {
   const std::string& keyid = *signature_->input.keyid;
-  std::optional<std::string> key;
-  if (keys.is_object() && keys.contains("keys") && keys["keys"].is_array()) {
-    for (const Json& k : keys["keys"]) {
-      if (stringMember(k, "id") == keyid) key = base64Decode(stringMember(k, "k"));
-    }
-  }
+  auto found = std::find_if(keys.begin(), keys.end(),
+                            [&](const auto& entry) { return entry.first == keyid; });
   // Another session's keyid is not in this session's record: it is as unknown as a made-up one.
-  if (!key) {
+  if (found == keys.end()) {
     refuse(401, "unknown_key");
     return;
   }
-  bool good = verifyHmacSha256(*key, base_, signature_->signature);
-  if (good && config_.seal_responses) key_ = *key;
-  OPENSSL_cleanse(key->data(), key->size());
+  bool good = verifyHmacSha256(found->second, base_, signature_->signature);
+  if (good && config_.seal_responses) key_ = found->second;
   if (!good) {
     refuse(401, "bad_signature");
     return;
@@ -621,16 +712,21 @@ void Guard::storeKey(cache::Result r, std::string keyid, std::string key) {
   while (keys.size() >= kKeysPerSession) keys.erase(keys.begin());
   keys.push_back({{"id", keyid}, {"k", base64Encode(key)}});
   OPENSSL_cleanse(key.data(), key.size());
-  std::string sealed = context_.seal(keysKey(), Json{{"keys", keys}}.dump());
-  pending_ = context_.store().set(keysKey(), sealed, config_.key_lifetime, config_.timeout,
-                                  tracked([this](cache::Result r) {
-                                    if (r.status != cache::Status::kOk) {
-                                      refuse(502, "store_unavailable");
-                                      return;
-                                    }
-                                    context_.count("key_agreed");
-                                    reply(200, "application/json", std::move(body_));
-                                  }));
+  std::string plain = Json{{"keys", keys}}.dump();
+  std::string sealed = context_.seal(keysKey(), plain);
+  workerState(state_).keys.erase(keysKey());
+  pending_ = context_.store().set(
+      keysKey(), sealed, config_.key_lifetime, config_.timeout,
+      tracked([this, plain = std::move(plain)](cache::Result r) mutable {
+        if (r.status != cache::Status::kOk) {
+          refuse(502, "store_unavailable");
+          return;
+        }
+        workerState(state_).keys.put(keysKey(), parseSessionKeys(plain), context_.now());
+        plain.assign(plain.size(), '\0');
+        context_.count("key_agreed");
+        reply(200, "application/json", std::move(body_));
+      }));
 }
 
 // ---- Logout ------------------------------------------------------------------------------------
@@ -643,6 +739,7 @@ Verdict Guard::onResponseHeaders(Response& response) {
     bool cleared = !cookies::lifetimeOf(*cookie, context_.now(), config_.key_lifetime);
     if (!cleared && cookie->value == cookie_) continue;  // the same session, renewed
     // A logout, or a new login: the keys agreed under the old cookie go.
+    workerState(state_).keys.erase(keysKey());
     pending_ = context_.store().remove(keysKey(), config_.timeout, tracked([this](cache::Result) {
                                          context_.count("keys_removed");
                                          callbacks_.resume();

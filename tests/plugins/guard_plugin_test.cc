@@ -1325,6 +1325,28 @@ TEST_F(GuardPluginTest, ClusterBlocklistRefreshedInTheBackground) {
 
 // blocklist.h: "a request that finds it older than kBlocklistMaxAge waits for a fresh read". So an
 // entry the admin removes stops blocking within kBlocklistMaxAge, also for the client it blocked.
+// A worker keeps a session's keys for a short while: a change made elsewhere (another node's
+// logout, here written straight into the store) holds here once the copy is older than 800 ms.
+TEST_F(GuardPluginTest, AWorkersCopyOfTheKeysIsReadAgainAfterItsMaxAge) {
+  AgreedKey k = agree("sess-A");
+  std::string key = "guard:k:";
+  for (unsigned char c : crypto_->sha256("guard key ref\nsess-A")) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    key += kHex[c >> 4];
+    key += kHex[c & 15];
+  }
+  Signing s;
+  s.nonce = "copy-1";
+  ASSERT_TRUE(run(signedCall(k, "sess-A", s)).passed);
+  writeStore(key, sealer_->seal(key, R"({"keys":[]})"));
+  advance(milliseconds(799));
+  s.nonce = "copy-2";
+  EXPECT_TRUE(run(signedCall(k, "sess-A", s)).passed);  // this worker's copy, not yet re-read
+  advance(milliseconds(1));
+  s.nonce = "copy-3";
+  EXPECT_TRUE(refused(run(signedCall(k, "sess-A", s)), 401, "unknown_key"));
+}
+
 TEST_F(GuardPluginTest, ClusterBlocklistRemovalHoldsWithinItsMaxAge) {
   ASSERT_TRUE(get("/").passed);
   writeBlocklist({BlockEntry{BlockEntry::Kind::kIp, "10.0.0.1", 0}});

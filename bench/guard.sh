@@ -273,8 +273,8 @@ report() {
   header+=" plugins. \"signed\": POST $SIGNED_PATH through the guard (protect POST $SIGNED_PATH),"
   header+=" each connection with its own session and agreed key (not measured), every POST signed"
   header+=" as client.js signs it (Content-Digest, RFC 9421 hmac-sha256, fresh nonce), which costs"
-  header+=" the guard two memcached round trips (key record, nonce). Runs alternate, unsigned"
-  header+=" first. CPU µs/req: tessera's (all threads) and memcached's own CPU time per 2xx"
+  header+=" the guard one memcached round trip (the nonce's add; the worker keeps the session's"
+  header+=" key record for 800 ms). Runs alternate, unsigned first. CPU µs/req: tessera's (all threads) and memcached's own CPU time per 2xx"
   header+=" response. Load average at start: $LOAD_AT_START."
   text="$header"
   for r in $(seq 1 "$ROUNDS"); do text+=$'\n\n'"$(round_table "$r")"; done

@@ -14,10 +14,12 @@
 #include <string_view>
 #include <vector>
 
+#include "plugins/encoding.h"
 #include "plugins/guard/signature.h"
 
 namespace {
 
+using tessera::plugins::base64Encode;
 using namespace tessera::plugins::guard;  // NOLINT: the bench drives this namespace's interface
 
 constexpr std::string_view kKey = "0123456789abcdef0123456789abcdef";

@@ -460,7 +460,9 @@ report() {
   table="| workers | mode | proxy | req/s | p50 | p99 | ratio to nginx (req/s) | CPU µs/req |"
   table+=" CPU vs nginx |"$'\n'
   table+="|---|---|---|---|---|---|---|---|---|"
-  for w in 1 2; do
+  local workers_run=(1 2)
+  [[ "$ONLY" == plugins ]] && workers_run=()
+  for w in "${workers_run[@]}"; do
     for mode in keepalive close full; do
       base=${RESULT_RPS["$w/$mode/nginx"]}
       cpu_base=${RESULT_CPU["$w/$mode/nginx"]}

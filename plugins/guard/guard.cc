@@ -17,6 +17,7 @@
 
 #include "guard_client_js.h"  // generated from plugins/guard/client.js
 #include "plugins/cookies.h"
+#include "plugins/encoding.h"
 #include "plugins/guard/blocklist.h"
 #include "plugins/guard/guard_config.h"
 #include "plugins/guard/key_agreement.h"
@@ -46,18 +47,6 @@ struct State {
 
 int64_t unixSeconds(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
-
-std::string hex(std::string_view bytes) {
-  static constexpr char kDigits[] = "0123456789abcdef";
-  std::string out;
-  out.reserve(bytes.size() * 2);
-  for (char c : bytes) {
-    auto byte = static_cast<unsigned char>(c);
-    out.push_back(kDigits[byte >> 4]);
-    out.push_back(kDigits[byte & 15]);
-  }
-  return out;
 }
 
 bool isToken68(std::string_view text, size_t max) {
@@ -343,7 +332,7 @@ Verdict Guard::onRequestHeaders(Request& request) {
   if (std::optional<std::string_view> cookie =
           cookies::findCookie(request.headers("Cookie"), config_.session_cookie)) {
     cookie_ = *cookie;
-    session_ref_ = hex(state_->crypto->sha256("guard key ref\n" + cookie_));
+    session_ref_ = hexEncode(state_->crypto->sha256("guard key ref\n" + cookie_));
   }
   if (!config_.user_header.empty()) {
     if (std::optional<std::string_view> user = request.header(config_.user_header)) user_ = *user;
@@ -572,7 +561,7 @@ void Guard::verify() {
   std::string who;
   switch (limit.per) {
     case Config::RateLimit::Per::kDevice:
-      who = "d:" + hex(state_->crypto->sha256(device()));
+      who = "d:" + hexEncode(state_->crypto->sha256(device()));
       break;
     case Config::RateLimit::Per::kSession:
       who = "s:" + session_ref_;
@@ -648,7 +637,7 @@ void Guard::checkKey(const SessionKeys& keys) {
   }
   // Only now, so that a client without the key cannot use up nonces of the real one.
   std::string nonce_key =
-      "guard:n:" + keyid + ":" + hex(state_->crypto->sha256(*signature_->input.nonce));
+      "guard:n:" + keyid + ":" + hexEncode(state_->crypto->sha256(*signature_->input.nonce));
   pending_ = context_.store().add(nonce_key, "1", config_.window * 2, config_.timeout,
                                   tracked([this](cache::Result r) { onNonce(std::move(r)); }));
 }

@@ -19,6 +19,8 @@
 #include <string_view>
 #include <utility>
 
+#include "plugins/encoding.h"
+
 namespace tessera::plugins::guard {
 namespace {
 
@@ -91,55 +93,18 @@ const unsigned char* bytes(std::string_view text) {
   return reinterpret_cast<const unsigned char*>(text.data());
 }
 
-// --- base64url (RFC 4648, 5), without padding, as JWK members (RFC 7518, 6.2.1.2) use it ---------
-
-int base64UrlValue(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '-') return 62;
-  if (c == '_') return 63;
-  return -1;
+// Exactly `size` bytes, in their one canonical base64url spelling (encoding.h): a key then has a
+// single spelling, and whatever is refused here never reaches OpenSSL.
+bool base64UrlDecodeExact(std::string_view text, unsigned char* out, size_t size) {
+  std::optional<std::string> decoded = base64urlDecode(text);
+  bool fits = decoded && decoded->size() == size;
+  if (fits) std::copy(decoded->begin(), decoded->end(), out);
+  if (decoded) OPENSSL_cleanse(decoded->data(), decoded->size());
+  return fits;
 }
 
 std::string base64UrlEncode(const unsigned char* data, size_t size) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  out.reserve((size * 4 + 2) / 3);
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (size_t i = 0; i < size; ++i) {
-    buffer = (buffer << 8) | data[i];
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(buffer >> bits) & 63]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(buffer << (6 - bits)) & 63]);
-  return out;
-}
-
-// Exactly `size` bytes, in their one canonical encoding: no padding, no other alphabet, and the
-// unused low bits of the last character zero. A key then has a single spelling, and whatever is
-// refused here never reaches OpenSSL.
-bool base64UrlDecodeExact(std::string_view text, unsigned char* out, size_t size) {
-  if (text.size() != (size * 4 + 2) / 3) return false;
-  uint32_t buffer = 0;
-  int bits = 0;
-  size_t written = 0;
-  for (char c : text) {
-    int value = base64UrlValue(c);
-    if (value < 0) return false;
-    buffer = (buffer << 6) | static_cast<uint32_t>(value);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out[written++] = static_cast<unsigned char>((buffer >> bits) & 0xff);
-    }
-  }
-  return (buffer & ((1u << bits) - 1)) == 0;
+  return base64urlEncode(std::string_view(reinterpret_cast<const char*>(data), size));
 }
 
 // 0x04 || x || y from the JWK members.

@@ -22,6 +22,8 @@
 #include <utility>
 #include <vector>
 
+#include "plugins/encoding.h"
+
 namespace tessera::plugins::guard {
 namespace {
 
@@ -115,15 +117,6 @@ bool isKeyChar(char c) {
 bool isLowerTchar(char c) {
   static constexpr std::string_view kSymbols = "!#$%&'*+-.^_`|~";
   return isLcalpha(c) || isDigit(c) || kSymbols.find(c) != std::string_view::npos;
-}
-
-int base64Value(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '+') return 62;
-  if (c == '/') return 63;
-  return -1;
 }
 
 // RFC 8941, 4.1.6: only a backslash and a double quote are escaped.
@@ -660,51 +653,6 @@ bool verifyHmacSha256(std::string_view key, std::string_view base, std::string_v
 bool cryptoAvailable() {
   return threadHmacContext() != nullptr && digestMd(DigestAlgorithm::kSha256) != nullptr &&
          digestMd(DigestAlgorithm::kSha512) != nullptr;
-}
-
-std::string base64Encode(std::string_view bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789+/";
-  std::string out;
-  out.reserve((bytes.size() + 2) / 3 * 4);
-  for (size_t i = 0; i < bytes.size(); i += 3) {
-    size_t rest = std::min<size_t>(3, bytes.size() - i);
-    uint32_t n = static_cast<uint32_t>(static_cast<uint8_t>(bytes[i])) << 16;
-    if (rest > 1) n |= static_cast<uint32_t>(static_cast<uint8_t>(bytes[i + 1])) << 8;
-    if (rest > 2) n |= static_cast<uint8_t>(bytes[i + 2]);
-    out.push_back(kAlphabet[(n >> 18) & 63]);
-    out.push_back(kAlphabet[(n >> 12) & 63]);
-    out.push_back(rest > 1 ? kAlphabet[(n >> 6) & 63] : '=');
-    out.push_back(rest > 2 ? kAlphabet[n & 63] : '=');
-  }
-  return out;
-}
-
-// RFC 8941, 4.2.7 asks parsers to accept missing padding and non-zero unused bits, since some
-// encoders produce them; both are accepted here.
-std::optional<std::string> base64Decode(std::string_view text) {
-  size_t padding = 0;
-  while (padding < 2 && padding < text.size() && text[text.size() - 1 - padding] == '=') {
-    ++padding;
-  }
-  if (padding > 0 && text.size() % 4 != 0) return std::nullopt;
-  text.remove_suffix(padding);
-  if (text.size() % 4 == 1) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3 + 2);
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (char c : text) {
-    int value = base64Value(c);
-    if (value < 0) return std::nullopt;
-    buffer = (buffer << 6) | static_cast<uint32_t>(value);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((buffer >> bits) & 0xff));
-    }
-  }
-  return out;
 }
 
 std::string_view digestAlgorithmName(DigestAlgorithm algorithm) {

@@ -183,13 +183,6 @@ bool verifyHmacSha256(std::string_view key, std::string_view base, std::string_v
 // away). For the plugin's factory, to refuse a config at start-up rather than every request later.
 bool cryptoAvailable();
 
-// Standard base64 (RFC 4648, 4), with padding.
-std::string base64Encode(std::string_view bytes);
-// Standard base64 with or without its padding, as RFC 8941, 4.2.7 asks of Byte Sequences.
-// nullopt for any character outside the alphabet, padding anywhere but at the end, or a length
-// no encoding has.
-std::optional<std::string> base64Decode(std::string_view text);
-
 // --- Content-Digest (RFC 9530) ------------------------------------------------------------------
 
 enum class DigestAlgorithm { kSha256, kSha512 };

@@ -19,6 +19,8 @@
 #include <utility>
 #include <vector>
 
+#include "plugins/encoding.h"
+
 namespace tessera::plugins {
 namespace {
 
@@ -109,65 +111,8 @@ T cleared(T value) {
 
 // --- Encodings ----------------------------------------------------------------------------------
 
-int base64urlValue(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '-') return 62;
-  if (c == '_') return 63;
-  return -1;
-}
-
 bool isBase64url(std::string_view text) {
-  return text.size() % 4 != 1 &&
-         std::all_of(text.begin(), text.end(), [](char c) { return base64urlValue(c) >= 0; });
-}
-
-// Without padding, and canonical: the unused low bits of the last character must be zero, so
-// that one byte string has one spelling.
-std::optional<std::string> base64urlDecode(std::string_view text) {
-  if (text.size() % 4 == 1) return std::nullopt;
-  std::string out;
-  out.reserve(text.size() / 4 * 3 + 2);
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (char c : text) {
-    int value = base64urlValue(c);
-    if (value < 0) return std::nullopt;
-    buffer = (buffer << 6) | static_cast<uint32_t>(value);
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((buffer >> bits) & 0xff));
-    }
-  }
-  if (bits > 0 && (buffer & ((1u << bits) - 1)) != 0) return std::nullopt;
-  return out;
-}
-
-size_t base64urlDecodedSize(std::string_view text) {
-  return text.size() / 4 * 3 + (text.size() % 4 == 0 ? 0 : text.size() % 4 - 1);
-}
-
-std::string base64urlEncode(std::string_view bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  out.reserve((bytes.size() * 4 + 2) / 3);
-  size_t i = 0;
-  for (; i + 3 <= bytes.size(); i += 3) {
-    uint32_t n = static_cast<uint8_t>(bytes[i]) << 16 | static_cast<uint8_t>(bytes[i + 1]) << 8 |
-                 static_cast<uint8_t>(bytes[i + 2]);
-    for (int shift = 18; shift >= 0; shift -= 6) out.push_back(kAlphabet[(n >> shift) & 63]);
-  }
-  if (size_t rest = bytes.size() - i; rest > 0) {
-    uint32_t n = static_cast<uint8_t>(bytes[i]) << 16;
-    if (rest == 2) n |= static_cast<uint8_t>(bytes[i + 1]) << 8;
-    out.push_back(kAlphabet[(n >> 18) & 63]);
-    out.push_back(kAlphabet[(n >> 12) & 63]);
-    if (rest == 2) out.push_back(kAlphabet[(n >> 6) & 63]);
-  }
-  return out;
+  return text.size() % 4 != 1 && isBase64urlAlphabet(text);
 }
 
 // Counts brackets outside strings; cheaper than a parse, and run before it.

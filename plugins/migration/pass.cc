@@ -13,6 +13,8 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "plugins/encoding.h"
+
 namespace tessera::plugins::migration {
 namespace {
 
@@ -86,69 +88,7 @@ T cleared(T value) {
 
 void wipe(std::string& text) { OPENSSL_cleanse(text.data(), text.size()); }
 
-// --- Encodings -----------------------------------------------------------------------------------
-
-int base64urlValue(char c) {
-  if (c >= 'A' && c <= 'Z') return c - 'A';
-  if (c >= 'a' && c <= 'z') return c - 'a' + 26;
-  if (c >= '0' && c <= '9') return c - '0' + 52;
-  if (c == '-') return 62;
-  if (c == '_') return 63;
-  return -1;
-}
-
-bool isBase64urlText(std::string_view text) {
-  return std::all_of(text.begin(), text.end(), [](char c) { return base64urlValue(c) >= 0; });
-}
-
-// Unpadded and canonical: the unused low bits of the last character must be zero, so that one
-// byte string has one spelling and a pass cannot be respelled without breaking it.
-bool isCanonicalBase64url(std::string_view text) {
-  if (text.size() % 4 == 1 || !isBase64urlText(text)) return false;
-  if (text.size() % 4 == 0) return true;
-  int unused_bits = text.size() % 4 == 2 ? 4 : 2;
-  return (base64urlValue(text.back()) & ((1 << unused_bits) - 1)) == 0;
-}
-
-// Only for text that passed isCanonicalBase64url.
-std::string base64urlDecode(std::string_view text) {
-  std::string out;
-  out.reserve(text.size() / 4 * 3 + 2);
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (char c : text) {
-    buffer = (buffer << 6) | static_cast<uint32_t>(base64urlValue(c));
-    bits += 6;
-    if (bits >= 8) {
-      bits -= 8;
-      out.push_back(static_cast<char>((buffer >> bits) & 0xff));
-    }
-  }
-  return out;
-}
-
-size_t base64urlDecodedSize(std::string_view text) {
-  return text.size() / 4 * 3 + (text.size() % 4 == 0 ? 0 : text.size() % 4 - 1);
-}
-
-std::string base64urlEncode(std::string_view bytes) {
-  static constexpr char kAlphabet[] =
-      "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
-  std::string out;
-  out.reserve((bytes.size() * 4 + 2) / 3);
-  uint32_t buffer = 0;
-  int bits = 0;
-  for (char c : bytes) {
-    buffer = (buffer << 8) | static_cast<uint8_t>(c);
-    bits += 8;
-    while (bits >= 6) {
-      bits -= 6;
-      out.push_back(kAlphabet[(buffer >> bits) & 63]);
-    }
-  }
-  if (bits > 0) out.push_back(kAlphabet[(buffer << (6 - bits)) & 63]);
-  return out;
-}
+// --- Encodings (base64url: plugins/encoding.h) ---------------------------------------------------
 
 // RFC 3629: no overlong forms, no surrogates, nothing above U+10FFFF. The JSON writer would
 // otherwise replace a bad byte, and the pass would name another user than the one it was cut for.
@@ -210,7 +150,7 @@ std::optional<Json> parseObject(std::string_view text) {
 }
 
 std::optional<Json> decodeObject(std::string_view segment) {
-  return parseObject(base64urlDecode(segment));
+  return parseObject(base64urlDecode(segment).value_or(""));
 }
 
 // Splits a JOSE compact serialization into exactly N canonical base64url segments.
@@ -246,7 +186,7 @@ std::optional<int64_t> intMember(const Json& object, std::string_view name) {
 // Base64url only: the jti becomes part of a store key, where a blank or a control character
 // would change the key's meaning.
 bool isJti(std::string_view jti) {
-  return jti.size() >= kMinJtiChars && jti.size() <= kMaxJtiChars && isBase64urlText(jti);
+  return jti.size() >= kMinJtiChars && jti.size() <= kMaxJtiChars && isBase64urlAlphabet(jti);
 }
 
 // --- The outer JWE, read without a key -----------------------------------------------------------

@@ -11,6 +11,7 @@
 #include <nlohmann/json.hpp>
 #include <thread>
 
+#include "plugins/encoding.h"
 #include "plugins/guard/key_agreement.h"
 #include "plugins/guard/signature.h"
 #include "tests/integration/harness.h"
@@ -146,7 +147,7 @@ class GuardTest : public ::testing::Test {
     std::string mac = plugins::guard::hmacSha256(k.key, base);
     return {"Cookie: SESSIONID=" + session, "Content-Digest: " + digest,
             "Signature-Input: sig1=" + params,
-            "Signature: sig1=:" + plugins::guard::base64Encode(mac) + ":"};
+            "Signature: sig1=:" + plugins::base64Encode(mac) + ":"};
   }
 
   HttpReply post(size_t node, const std::vector<std::string>& headers, const std::string& body,

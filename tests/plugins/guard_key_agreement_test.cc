@@ -22,6 +22,7 @@
 #include <utility>
 #include <vector>
 
+#include "plugins/encoding.h"
 #include "plugins/guard/key_agreement.h"
 
 namespace tessera::plugins::guard {

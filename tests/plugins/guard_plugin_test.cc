@@ -27,6 +27,7 @@
 
 #include "cache/memory_store.h"
 #include "cache/sealer.h"
+#include "plugins/encoding.h"
 #include "plugins/guard/blocklist.h"
 #include "plugins/guard/guard.h"
 #include "plugins/guard/key_agreement.h"

@@ -17,6 +17,7 @@
 #include <utility>
 #include <vector>
 
+#include "plugins/encoding.h"
 #include "plugins/guard/signature.h"
 
 namespace tessera::plugins::guard {

@@ -16,6 +16,7 @@
 #include <vector>
 
 #include "guard_client_js.h"  // generated from plugins/guard/client.js
+#include "plugins/config_fields.h"
 #include "plugins/cookies.h"
 #include "plugins/encoding.h"
 #include "plugins/guard/blocklist.h"
@@ -304,6 +305,11 @@ class Guard : public Plugin {
     return *device_;
   }
   std::string keysKey() const { return "guard:k:" + session_ref_; }
+  std::string sessionRef(std::string_view cookie) const {
+    return hexEncode(state_->crypto->sha256("guard key ref\n" + std::string(cookie)));
+  }
+  static std::string lifetimeKey(const std::string& ref) { return "guard:l:" + ref; }
+  void noteLifetime(const std::string& ref, cache::Seconds ttl);
 
   std::shared_ptr<const State> state_;
   const Config& config_;
@@ -324,7 +330,8 @@ class Guard : public Plugin {
   std::string base_;
   std::optional<DigestCheck> digest_;
   uint64_t body_bytes_ = 0;
-  std::string key_;  // K of a verified request whose reply is to be sealed
+  std::string key_;            // K of a verified request whose reply is to be sealed
+  cache::Seconds key_ttl_{0};  // how long a key agreed now lives
 };
 
 Verdict Guard::onRequestHeaders(Request& request) {
@@ -332,7 +339,7 @@ Verdict Guard::onRequestHeaders(Request& request) {
   if (std::optional<std::string_view> cookie =
           cookies::findCookie(request.headers("Cookie"), config_.session_cookie)) {
     cookie_ = *cookie;
-    session_ref_ = hexEncode(state_->crypto->sha256("guard key ref\n" + cookie_));
+    session_ref_ = sessionRef(cookie_);
   }
   if (!config_.user_header.empty()) {
     if (std::optional<std::string_view> user = request.header(config_.user_header)) user_ = *user;
@@ -675,18 +682,32 @@ void Guard::handleKeys() {
     return;
   }
   std::string keyid = state_->crypto->randomToken(16);
-  Json answer = {
-      {"jwk", {{"kty", "EC"}, {"crv", "P-256"}, {"x", agreed->server_x}, {"y", agreed->server_y}}},
-      {"keyid", keyid},
-      {"expires_in", config_.key_lifetime.count()},
-      {"cookie", config_.session_cookie}};
-  body_ = answer.dump() + "\n";
+  Json server = {{"kty", "EC"}, {"crv", "P-256"}, {"x", agreed->server_x}, {"y", agreed->server_y}};
   std::string key = std::move(agreed->key);
-  // Read, add, write: the session keeps its newest keys (one per page that called init()).
-  pending_ = context_.store().get(keysKey(), config_.timeout,
-                                  tracked([this, keyid, key](cache::Result r) mutable {
-                                    storeKey(std::move(r), std::move(keyid), std::move(key));
-                                  }));
+  // The key lives as long as the session: its login, if it passed through this plugin, left
+  // the cookie's expiry (onResponseHeaders); otherwise key_lifetime.
+  std::string life_key = lifetimeKey(session_ref_);
+  pending_ = context_.store().get(
+      life_key, config_.timeout,
+      tracked([this, life_key, keyid, key, server](cache::Result r) mutable {
+        key_ttl_ = config_.key_lifetime;
+        std::optional<std::string> expiry =
+            r.status == cache::Status::kOk ? context_.open(life_key, r.value) : std::nullopt;
+        int64_t left =
+            expiry ? std::strtoll(expiry->c_str(), nullptr, 10) - unixSeconds(context_.now()) : 0;
+        if (left > 0) key_ttl_ = std::min(cache::Seconds(left), fields::kMaxCookieLifetime);
+        body_ = Json{{"jwk", server},
+                     {"keyid", keyid},
+                     {"expires_in", key_ttl_.count()},
+                     {"cookie", config_.session_cookie}}
+                    .dump() +
+                "\n";
+        // Read, add, write: the session keeps its newest keys (one per page that ran init()).
+        pending_ = context_.store().get(keysKey(), config_.timeout,
+                                        tracked([this, keyid, key](cache::Result r) mutable {
+                                          storeKey(std::move(r), std::move(keyid), std::move(key));
+                                        }));
+      }));
 }
 
 void Guard::storeKey(cache::Result r, std::string keyid, std::string key) {
@@ -705,7 +726,7 @@ void Guard::storeKey(cache::Result r, std::string keyid, std::string key) {
   std::string sealed = context_.seal(keysKey(), plain);
   workerState(state_).keys.erase(keysKey());
   pending_ = context_.store().set(
-      keysKey(), sealed, config_.key_lifetime, config_.timeout,
+      keysKey(), sealed, key_ttl_, config_.timeout,
       tracked([this, plain = std::move(plain)](cache::Result r) mutable {
         if (r.status != cache::Status::kOk) {
           refuse(502, "store_unavailable");
@@ -721,21 +742,43 @@ void Guard::storeKey(cache::Result r, std::string keyid, std::string key) {
 // ---- Logout ------------------------------------------------------------------------------------
 
 Verdict Guard::onResponseHeaders(Response& response) {
-  if (session_ref_.empty() || endpoint_ != Endpoint::kNone) return Verdict::kContinue;
+  if (endpoint_ != Endpoint::kNone) return Verdict::kContinue;
   for (std::string_view line : response.headers("Set-Cookie")) {
     std::optional<cookies::SetCookie> cookie = cookies::parseSetCookie(line);
     if (!cookie || cookie->name != config_.session_cookie) continue;
-    bool cleared = !cookies::lifetimeOf(*cookie, context_.now(), config_.key_lifetime);
-    if (!cleared && cookie->value == cookie_) continue;  // the same session, renewed
-    // A logout, or a new login: the keys agreed under the old cookie go.
+    std::optional<cache::Seconds> life =
+        cookies::lifetimeOf(*cookie, context_.now(), config_.key_lifetime);
+    if (life && cookie->value == cookie_) continue;  // the same session, renewed
+    // A logout, or a new login: the keys agreed under the old cookie go, and a new session's
+    // life is noted for the keys it will agree. The response waits, so that a key request right
+    // after the login finds it.
+    std::string new_ref = life ? sessionRef(cookie->value) : std::string();
+    cache::Seconds ttl = life.value_or(cache::Seconds(0));
+    if (session_ref_.empty()) {
+      if (new_ref.empty()) return Verdict::kContinue;
+      noteLifetime(new_ref, ttl);
+      return Verdict::kStop;
+    }
     workerState(state_).keys.erase(keysKey());
-    pending_ = context_.store().remove(keysKey(), config_.timeout, tracked([this](cache::Result) {
+    pending_ = context_.store().remove(keysKey(), config_.timeout,
+                                       tracked([this, new_ref, ttl](cache::Result) {
                                          context_.count("keys_removed");
-                                         callbacks_.resume();
+                                         if (new_ref.empty()) {
+                                           callbacks_.resume();
+                                         } else {
+                                           noteLifetime(new_ref, ttl);
+                                         }
                                        }));
     return Verdict::kStop;
   }
   return Verdict::kContinue;
+}
+
+void Guard::noteLifetime(const std::string& ref, cache::Seconds ttl) {
+  std::string key = lifetimeKey(ref);
+  std::string expiry = std::to_string(unixSeconds(context_.now()) + ttl.count());
+  pending_ = context_.store().set(key, context_.seal(key, expiry), ttl, config_.timeout,
+                                  tracked([this](cache::Result) { callbacks_.resume(); }));
 }
 
 // ---- Sealed replies ----------------------------------------------------------------------------

@@ -9,11 +9,12 @@
 //                           a fresh server key, K = HKDF-SHA256(Z, salt = SHA-256(cookie value),
 //                           "tessera guard v1"). Answers {"jwk", "keyid", "expires_in", "cookie"}.
 // Keys. "guard:k:" + ref(session cookie) -> sealed {keyid -> K}, the session's newest four keys
-//   (one per page that ran init()), for key_lifetime. A keyid is only found through the cookie it
-//   was agreed under, so another session's keyid is unknown. A response that clears the cookie
-//   (logout) or sets a new value (a new login) deletes the old session's keys. Each worker keeps
-//   the records it read for 800 ms (one store round trip less per request), so a logout on another
-//   worker or node holds everywhere within that.
+//   (one per page that ran init()), for the session's life: a login response that sets the cookie
+//   leaves "guard:l:" + ref -> its expiry; without one, key_lifetime. A keyid is only found through
+//   the cookie it was agreed under, so another session's keyid is unknown. A response that clears
+//   the cookie (logout) or sets a new value (a new login) deletes the old session's keys. Each
+//   worker keeps the records it read for 800 ms (one store round trip less per request), so a
+//   logout on another worker or node holds everywhere within that.
 // Protected requests (a `protect` entry matches the method and the normalised path) need an
 //   RFC 9421 signature: alg hmac-sha256, keyid, created within `window`, a nonce, covering
 //   require_components; a body needs Content-Digest (RFC 9530), checked as it streams (at most

@@ -471,7 +471,8 @@ class GuardPluginTest : public ::testing::Test {
 
   // A key agreed as a client does it: an ephemeral P-256 key made with cjose, the plugin's public
   // key from the endpoint, and K from the other side of the ECDH (its two roles are symmetric).
-  AgreedKey agree(const Factory& factory, const std::string& session) {
+  AgreedKey agree(const Factory& factory, const std::string& session,
+                  int64_t expires_in = 24 * 60 * 60) {
     cjose_err err{};
     cjose_jwk_t* jwk = cjose_jwk_create_EC_random(CJOSE_JWK_EC_P_256, &err);
     EXPECT_NE(jwk, nullptr);
@@ -492,7 +493,7 @@ class GuardPluginTest : public ::testing::Test {
       return {};
     }
     EXPECT_EQ(answer["cookie"], "SESSIONID");
-    EXPECT_EQ(answer["expires_in"], 24 * 60 * 60);
+    EXPECT_EQ(answer["expires_in"], expires_in);
     EXPECT_EQ(answer["jwk"]["kty"], "EC");
     EXPECT_EQ(answer["jwk"]["crv"], "P-256");
     std::string d = mine["d"], x = mine["x"], y = mine["y"];
@@ -1512,10 +1513,30 @@ TEST_F(GuardPluginTest, OtherResponsesKeepTheKeys) {
     s.nonce = "n-" + std::to_string(++n);
     EXPECT_TRUE(run(signedCall(k, "sess-A", s)).passed) << line;
   }
-  // Without a session cookie on the request there is nothing to remove.
+  // Without a session cookie on the request there is nothing to remove: a login only notes the
+  // new session's life.
   Call login{"POST", "/login", {{"Host", "shop.test"}}};
   login.set_cookies = {"SESSIONID=sess-Z"};
-  EXPECT_EQ(run(login).response, Verdict::kContinue);
+  Outcome out = run(login);
+  EXPECT_EQ(out.response, Verdict::kStop);
+  EXPECT_EQ(out.count("keys_removed"), 0);
+}
+
+// A key lives as long as the session whose login went through the plugin; a session it never
+// saw start gets key_lifetime.
+TEST_F(GuardPluginTest, AKeyLivesAsLongAsItsSession) {
+  Call login{"POST", "/login", {{"Host", "shop.test"}}};
+  login.set_cookies = {"SESSIONID=sess-L; Path=/; Max-Age=120"};
+  ASSERT_EQ(run(login).response, Verdict::kStop);
+  advance(seconds(20));
+  AgreedKey k = agree(*factory_, "sess-L", 100);
+  Signing s;
+  s.nonce = "alive";
+  EXPECT_TRUE(run(signedCall(k, "sess-L", s)).passed);
+  advance(seconds(100));
+  s.nonce = "gone";
+  EXPECT_TRUE(refused(run(signedCall(k, "sess-L", s)), 401, "unknown_key"));
+  agree(*factory_, "sess-unseen");  // 24 h
 }
 
 }  // namespace

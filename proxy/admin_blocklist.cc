@@ -2,7 +2,10 @@
 
 #include <event2/buffer.h>
 #include <event2/keyvalq_struct.h>
+#include <openssl/err.h>
+#include <openssl/rand.h>
 #include <spdlog/spdlog.h>
+#include <unistd.h>
 
 #include <algorithm>
 #include <chrono>
@@ -116,44 +119,23 @@ void sendJson(evhttp_request* req, int status, const std::string& body) {
 }
 
 AdminBlocklist::AdminBlocklist(cache::StoreBackend& backend, event_base* base)
-    : store_(backend.connect(base)), retry_(evtimer_new(base, &AdminBlocklist::onRetry, this)) {}
+    : store_(backend.connect(base)), retry_(evtimer_new(base, &AdminBlocklist::onRetry, this)) {
+  unsigned char random[16] = {};
+  if (RAND_bytes(random, sizeof(random)) != 1)
+    ERR_clear_error();  // the pid still tells nodes apart
+  lock_token_ = "admin-" + std::to_string(getpid()) + "-";
+  for (unsigned char c : random) lock_token_ += "0123456789abcdef"[c & 15];
+}
 
 AdminBlocklist::~AdminBlocklist() {
   store_.reset();  // drops pending callbacks before what they point to goes
   if (retry_ != nullptr) event_free(retry_);
 }
 
-std::shared_ptr<AdminBlocklist::Pending> AdminBlocklist::watch(evhttp_request* req) {
-  auto client = std::make_shared<Pending>(Pending{req, evhttp_request_get_connection(req)});
-  std::erase_if(watched_, [](const std::weak_ptr<Pending>& w) { return w.expired(); });
-  watched_.push_back(client);
-  // evhttp frees the request with its connection; the answer must then not touch it.
-  if (client->connection != nullptr) {
-    evhttp_connection_set_closecb(client->connection, &AdminBlocklist::onClosed, this);
-  }
-  return client;
-}
-
-void AdminBlocklist::onClosed(evhttp_connection* connection, void* arg) {
-  auto* self = static_cast<AdminBlocklist*>(arg);
-  for (const std::weak_ptr<Pending>& w : self->watched_) {
-    if (std::shared_ptr<Pending> p = w.lock(); p && p->connection == connection) p->req = nullptr;
-  }
-}
-
-void AdminBlocklist::answer(const std::shared_ptr<Pending>& client, int status,
-                            const std::string& body) {
-  if (client->req == nullptr) return;
-  evhttp_request* req = std::exchange(client->req, nullptr);
-  if (client->connection != nullptr)
-    evhttp_connection_set_closecb(client->connection, nullptr, nullptr);
-  sendJson(req, status, body);
-}
-
 void AdminBlocklist::handle(evhttp_request* req, std::shared_ptr<const cache::Sealer> sealer) {
   evhttp_cmd_type method = evhttp_request_get_command(req);
   if (method == EVHTTP_REQ_GET || method == EVHTTP_REQ_HEAD) {
-    list(watch(req), std::move(sealer));
+    list(req, std::move(sealer));
     return;
   }
   if (method != EVHTTP_REQ_POST && method != EVHTTP_REQ_DELETE) {
@@ -172,22 +154,20 @@ void AdminBlocklist::handle(evhttp_request* req, std::shared_ptr<const cache::Se
     return;
   }
   queue_.push_back(
-      Change{watch(req), method == EVHTTP_REQ_DELETE, std::move(*entry), std::move(sealer), 0});
+      Change{req, method == EVHTTP_REQ_DELETE, std::move(*entry), std::move(sealer), 0});
   if (!busy_) next();
 }
 
-void AdminBlocklist::list(std::shared_ptr<Pending> client,
-                          std::shared_ptr<const cache::Sealer> sealer) {
-  store_->get(plugins::guard::kBlocklistKey, kStoreTimeout,
-              [this, client, sealer](cache::Result r) {
-                std::optional<Blocklist> list = openDocument(*sealer, r);
-                if (!list) {
-                  answer(client, 503, error("the blocklist cannot be read from the store"));
-                  return;
-                }
-                list->prune(nowSeconds());
-                answer(client, 200, listing(*list));
-              });
+void AdminBlocklist::list(evhttp_request* req, std::shared_ptr<const cache::Sealer> sealer) {
+  store_->get(plugins::guard::kBlocklistKey, kStoreTimeout, [req, sealer](cache::Result r) {
+    std::optional<Blocklist> list = openDocument(*sealer, r);
+    if (!list) {
+      sendJson(req, 503, error("the blocklist cannot be read from the store"));
+      return;
+    }
+    list->prune(nowSeconds());
+    sendJson(req, 200, listing(*list));
+  });
 }
 
 void AdminBlocklist::next() {
@@ -196,7 +176,7 @@ void AdminBlocklist::next() {
 }
 
 void AdminBlocklist::lock() {
-  store_->add(plugins::guard::kBlocklistLockKey, "admin", kLockTtl, kStoreTimeout,
+  store_->add(plugins::guard::kBlocklistLockKey, lock_token_, kLockTtl, kStoreTimeout,
               [this](cache::Result r) {
                 Change& c = queue_.front();
                 if (r.status == cache::Status::kExists && ++c.attempts < kLockAttempts) {
@@ -204,7 +184,7 @@ void AdminBlocklist::lock() {
                   return;
                 }
                 if (r.status != cache::Status::kOk) {
-                  answer(c.client, 503, error("the blocklist is locked or the store is down"));
+                  sendJson(c.req, 503, error("the blocklist is locked or the store is down"));
                   queue_.pop_front();
                   next();
                   return;
@@ -247,7 +227,8 @@ void AdminBlocklist::change(cache::Result document) {
   store_->set(plugins::guard::kBlocklistKey, sealed, kDocumentTtl, kStoreTimeout,
               [this, status, body](cache::Result r) {
                 if (r.status != cache::Status::kOk) {
-                  finish(503, error("the store did not take the change"));
+                  finish(503, error("the store did not take the change"),
+                         r.status != cache::Status::kTimeout);
                   return;
                 }
                 const Change& done = queue_.front();
@@ -257,11 +238,23 @@ void AdminBlocklist::change(cache::Result document) {
               });
 }
 
-void AdminBlocklist::finish(int status, std::string body) {
-  answer(queue_.front().client, status, body);
+void AdminBlocklist::finish(int status, std::string body, bool unlock) {
+  sendJson(queue_.front().req, status, body);
   queue_.pop_front();
-  store_->remove(plugins::guard::kBlocklistLockKey, kStoreTimeout,
-                 [this](cache::Result) { next(); });
+  if (!unlock) {
+    next();  // the next change waits for the lock's TTL
+    return;
+  }
+  // Only this node's lock: one that expired meanwhile may be another node's by now. (The check
+  // and the remove are two steps; the lock's TTL bounds what a race between them costs.)
+  store_->get(plugins::guard::kBlocklistLockKey, kStoreTimeout, [this](cache::Result r) {
+    if (r.status != cache::Status::kOk || r.value != lock_token_) {
+      next();
+      return;
+    }
+    store_->remove(plugins::guard::kBlocklistLockKey, kStoreTimeout,
+                   [this](cache::Result) { next(); });
+  });
 }
 
 }  // namespace tessera::proxy

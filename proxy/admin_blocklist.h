@@ -44,34 +44,30 @@ class AdminBlocklist {
   void handle(evhttp_request* req, std::shared_ptr<const cache::Sealer> sealer);
 
  private:
-  // A request being answered; `req` becomes null if the client goes first (evhttp frees it).
-  struct Pending {
-    evhttp_request* req = nullptr;
-    evhttp_connection* connection = nullptr;
-  };
+  // A request being answered. evhttp keeps it until it is answered, even if the client goes
+  // first (it is then detached from its connection, and evhttp_send_reply frees it).
   struct Change {
-    std::shared_ptr<Pending> client;
+    evhttp_request* req = nullptr;
     bool remove = false;  // else add
     plugins::guard::BlockEntry entry;
     std::shared_ptr<const cache::Sealer> sealer;
     int attempts = 0;
   };
 
-  std::shared_ptr<Pending> watch(evhttp_request* req);
-  void answer(const std::shared_ptr<Pending>& client, int status, const std::string& body);
-  void list(std::shared_ptr<Pending> client, std::shared_ptr<const cache::Sealer> sealer);
+  void list(evhttp_request* req, std::shared_ptr<const cache::Sealer> sealer);
   void next();
   void lock();
   void change(cache::Result document);
-  void finish(int status, std::string body);
+  // Answers the change in progress; `unlock` false leaves the lock to its TTL (a write that
+  // timed out may still land, and nobody else may write before it would).
+  void finish(int status, std::string body, bool unlock = true);
   static void onRetry(evutil_socket_t, short, void* arg);
-  static void onClosed(evhttp_connection* connection, void* arg);
 
   std::unique_ptr<cache::Store> store_;
   event* retry_ = nullptr;
   std::deque<Change> queue_;  // the front one is in progress when busy_
   bool busy_ = false;
-  std::deque<std::weak_ptr<Pending>> watched_;
+  std::string lock_token_;  // this node's lock value: random, so it is told from another's
 };
 
 // One JSON reply with its status (the admin API's replies, also for errors).

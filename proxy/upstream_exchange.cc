@@ -198,7 +198,8 @@ void ClientConnection::resumeUpstreamRead() {
 
 // The upstream closed (or reset) the connection.
 void ClientConnection::upstreamEof() {
-  if (response_started_ && response_->messageNeedsEof()) {
+  // A body that ends at the close: streamed, or whole for a plugin that wanted it.
+  if ((response_started_ || capture_response_) && response_->messageNeedsEof()) {
     llhttp_errno_t e = response_->finish();
     if (e == HPE_OK || e == HPE_PAUSED) {  // a read-until-close body just ended
       endExchange(false);

@@ -35,6 +35,7 @@ constexpr size_t kMaxKeysBody = 4096;
 constexpr size_t kKeysPerSession = 4;  // pages of one session that ran init() and keep working
 constexpr size_t kMaxKeyIdBytes = 64;
 constexpr size_t kMaxNonceBytes = 128;
+constexpr cache::Seconds kNonceMargin{5};
 
 std::atomic<uint64_t> next_generation{1};
 
@@ -111,12 +112,15 @@ std::string normalizedPath(std::string_view target) {
       decoded.push_back(raw[i]);
     }
   }
+  // Some servers take a backslash for a slash, and drop ";parameters" from a segment.
+  std::replace(decoded.begin(), decoded.end(), '\\', '/');
   std::vector<std::string_view> segments;
   std::string_view rest = decoded;
   while (!rest.empty()) {
     size_t slash = rest.find('/');
     std::string_view segment = rest.substr(0, slash);
     rest = slash == std::string_view::npos ? std::string_view() : rest.substr(slash + 1);
+    segment = segment.substr(0, segment.find(';'));
     if (segment.empty() || segment == ".") continue;
     if (segment == "..") {
       if (!segments.empty()) segments.pop_back();
@@ -135,8 +139,11 @@ std::string normalizedPath(std::string_view target) {
 
 struct BlocklistView {
   std::optional<Blocklist> list;
-  std::chrono::system_clock::time_point read_at{};
-  bool reading = false;
+  std::chrono::system_clock::time_point read_at{};  // when the read that gave `list` started
+  bool reading = false;                             // a background read is under way
+  // What a background read brought back, for the next request to open (it has a Context).
+  std::optional<cache::Result> arrived;
+  std::chrono::system_clock::time_point arrived_started{};
 };
 
 // ---- Session keys, as this worker last read them ------------------------------------------------
@@ -259,10 +266,6 @@ class Guard : public Plugin {
 
   void cancel() {
     if (pending_ != 0) context_.store().cancel(std::exchange(pending_, 0));
-    if (refresh_ != 0) {
-      context_.store().cancel(std::exchange(refresh_, 0));
-      workerBlocklist(state_).reading = false;  // the next request reads it again
-    }
   }
 
   template <typename Fn>
@@ -280,7 +283,7 @@ class Guard : public Plugin {
   bool blocked();
   bool blockedByConfig();
   void readBlocklist(bool wait);
-  void applyBlocklist(cache::Result r);
+  void applyBlocklist(cache::Result r, std::chrono::system_clock::time_point started);
 
   Verdict endpoint();
   Verdict checkSignature();
@@ -289,6 +292,7 @@ class Guard : public Plugin {
   void lookUpKeys();
   void onKeys(cache::Result r);
   void checkKey(const SessionKeys& keys);
+  SessionKeys::const_iterator findKey(const SessionKeys& keys) const;
   void onNonce(cache::Result r);
   void handleKeys();
   void storeKey(cache::Result r, std::string keyid, std::string key);
@@ -317,11 +321,11 @@ class Guard : public Plugin {
   Callbacks& callbacks_;
   Request* request_ = nullptr;  // valid in hooks and while the request waits
   cache::OpId pending_ = 0;
-  cache::OpId refresh_ = 0;  // a blocklist read nobody waits for
-  bool waited_ = false;      // a hook returned kStop for the blocklist read
+  bool waited_ = false;  // a hook returned kStop for the blocklist read
   Endpoint endpoint_ = Endpoint::kNone;
   std::optional<std::string> device_;
-  std::string user_;
+  std::string user_;         // as user_header names it
+  std::string shared_user_;  // as a migration plugin before this one shares it
   std::string cookie_;       // the session cookie's value, if any
   std::string session_ref_;  // hex(sha256("guard key ref" + cookie))
   std::string body_;         // the keys endpoint's body
@@ -344,13 +348,17 @@ Verdict Guard::onRequestHeaders(Request& request) {
   if (!config_.user_header.empty()) {
     if (std::optional<std::string_view> user = request.header(config_.user_header)) user_ = *user;
   }
-  // The session's user, as a migration plugin before this one knows it.
-  if (std::optional<std::string_view> user = context_.shared("user"); user && user_.empty()) {
-    user_ = *user;
-  }
+  // The session's user, as a migration plugin before this one knows it: checked as well as the
+  // header, which a client may have set itself where nothing before this plugin overwrites it.
+  if (std::optional<std::string_view> user = context_.shared("user")) shared_user_ = *user;
   // A copy too old to decide with is read again first, whatever it says: an entry removed since
   // must not keep blocking, any more than an entry added since may let through.
   BlocklistView& view = workerBlocklist(state_);
+  if (view.arrived) {
+    cache::Result arrived = std::move(*view.arrived);
+    view.arrived.reset();
+    applyBlocklist(std::move(arrived), view.arrived_started);
+  }
   auto age = context_.now() - view.read_at;
   if (age >= kBlocklistMaxAge || !view.list) {
     if (blockedByConfig()) return refuse(403, "blocked");
@@ -368,6 +376,7 @@ bool Guard::blockedByConfig() {
   std::optional<IpAddress> ip = parseIp(context_.clientIp());
   if (ip && fixed.blocksIp(*ip)) return true;
   if (!user_.empty() && fixed.blocksUser(user_)) return true;
+  if (!shared_user_.empty() && fixed.blocksUser(shared_user_)) return true;
   return !fixed.devices.empty() && fixed.blocksDevice(device());
 }
 
@@ -376,32 +385,44 @@ bool Guard::blocked() {
   std::optional<IpAddress> ip = parseIp(context_.clientIp());
   const BlocklistView& view = workerBlocklist(state_);
   if (!view.list || view.list->entries().empty()) return false;
-  return view.list->blocks(ip ? &*ip : nullptr, device(), user_, unixSeconds(context_.now()));
+  int64_t now = unixSeconds(context_.now());
+  const IpAddress* address = ip ? &*ip : nullptr;
+  return view.list->blocks(address, device(), user_, now) ||
+         (!shared_user_.empty() && view.list->blocks(nullptr, "", shared_user_, now));
 }
 
 // `wait`: this request waits for the document (the copy it has is too old to decide with).
-// Otherwise the read refreshes the copy for later requests; it belongs to this request all the
-// same (its callback reaches the Context), and a request that ends first cancels it.
+// Otherwise the read refreshes the copy for later requests. It is not this request's, which may
+// end first: its callback touches nothing of the request, and leaves the result in the worker's
+// view for the next request to open.
 void Guard::readBlocklist(bool wait) {
-  workerBlocklist(state_).reading = true;
-  cache::OpId id =
-      context_.store().get(kBlocklistKey, config_.timeout, [this, wait](cache::Result r) {
-        (wait ? pending_ : refresh_) = 0;
-        applyBlocklist(std::move(r));
-        if (!wait) return;
-        if (blocked()) {
-          refuse(403, "blocked");
-          return;
-        }
-        proceed(afterBlocklist());
-      });
-  (wait ? pending_ : refresh_) = id;
+  auto started = context_.now();
+  if (!wait) {
+    workerBlocklist(state_).reading = true;
+    context_.store().get(kBlocklistKey, config_.timeout,
+                         [state = state_, started](cache::Result r) {
+                           BlocklistView& view = workerBlocklist(state);
+                           view.reading = false;
+                           view.arrived = std::move(r);
+                           view.arrived_started = started;
+                         });
+    return;
+  }
+  pending_ = context_.store().get(kBlocklistKey, config_.timeout,
+                                  tracked([this, started](cache::Result r) {
+                                    applyBlocklist(std::move(r), started);
+                                    if (blocked()) {
+                                      refuse(403, "blocked");
+                                      return;
+                                    }
+                                    proceed(afterBlocklist());
+                                  }));
 }
 
-void Guard::applyBlocklist(cache::Result r) {
+void Guard::applyBlocklist(cache::Result r, std::chrono::system_clock::time_point started) {
   BlocklistView& view = workerBlocklist(state_);
-  view.reading = false;
-  view.read_at = context_.now();
+  if (view.list && started < view.read_at) return;  // a later read already answered
+  view.read_at = started;
   if (r.status == cache::Status::kNotFound) {
     view.list = Blocklist();
   } else if (r.status == cache::Status::kOk) {
@@ -527,11 +548,7 @@ Verdict Guard::checkSignature() {
   // could not undo.
   if (config_.seal_responses) request_->removeHeader("Accept-Encoding");
   if (has_body) {
-    std::optional<std::string_view> length = request_->header("content-length");
-    if (length &&
-        (length->size() > 19 || std::stoull(std::string(*length)) > config_.max_signed_body)) {
-      return refuse(413, "body_too_large");
-    }
+    if (length > config_.max_signed_body) return refuse(413, "body_too_large");
     return Verdict::kContinue;  // the body comes through onRequestBody before anything else
   }
   if (digest_ && !digest_->matches()) return refuse(401, "digest_mismatch");
@@ -605,7 +622,9 @@ void Guard::onCount(cache::Result r) {
 }
 
 void Guard::lookUpKeys() {
-  if (const SessionKeys* keys = workerState(state_).keys.find(keysKey(), context_.now())) {
+  // A copy without this keyid may predate a key agreed since on another worker: the store says.
+  const SessionKeys* keys = workerState(state_).keys.find(keysKey(), context_.now());
+  if (keys != nullptr && findKey(*keys) != keys->end()) {
     checkKey(*keys);
     return;
   }
@@ -622,15 +641,18 @@ void Guard::onKeys(cache::Result r) {
       r.status == cache::Status::kOk ? context_.open(keysKey(), r.value) : std::nullopt;
   SessionKeys keys = parseSessionKeys(text);
   if (text) text->assign(text->size(), '\0');
-  KeyCopies& copies = workerState(state_).keys;
-  copies.put(keysKey(), std::move(keys), context_.now());
-  checkKey(*copies.find(keysKey(), context_.now()));
+  checkKey(keys);
+  workerState(state_).keys.put(keysKey(), std::move(keys), context_.now());
+}
+
+SessionKeys::const_iterator Guard::findKey(const SessionKeys& keys) const {
+  const std::string& keyid = *signature_->input.keyid;
+  return std::find_if(keys.begin(), keys.end(),
+                      [&](const auto& entry) { return entry.first == keyid; });
 }
 
 void Guard::checkKey(const SessionKeys& keys) {
-  const std::string& keyid = *signature_->input.keyid;
-  auto found = std::find_if(keys.begin(), keys.end(),
-                            [&](const auto& entry) { return entry.first == keyid; });
+  auto found = findKey(keys);
   // Another session's keyid is not in this session's record: it is as unknown as a made-up one.
   if (found == keys.end()) {
     refuse(401, "unknown_key");
@@ -644,9 +666,12 @@ void Guard::checkKey(const SessionKeys& keys) {
   }
   // Only now, so that a client without the key cannot use up nonces of the real one.
   std::string nonce_key =
-      "guard:n:" + keyid + ":" + hexEncode(state_->crypto->sha256(*signature_->input.nonce));
-  pending_ = context_.store().add(nonce_key, "1", config_.window * 2, config_.timeout,
-                                  tracked([this](cache::Result r) { onNonce(std::move(r)); }));
+      "guard:n:" + found->first + ":" + hexEncode(state_->crypto->sha256(*signature_->input.nonce));
+  // Twice the window, and a margin for clocks that differ between nodes: a signature is good
+  // from created - window to created + window, and its nonce must outlive that.
+  pending_ =
+      context_.store().add(nonce_key, "1", config_.window * 2 + kNonceMargin, config_.timeout,
+                           tracked([this](cache::Result r) { onNonce(std::move(r)); }));
 }
 
 void Guard::onNonce(cache::Result r) {

@@ -617,8 +617,8 @@ void Migration::handleVerify() {
     refuse(400, "malformed_pass");
     return;
   }
-  std::string redeemer = body->value("device", "");
-  std::string ip = body->value("ip", "");
+  std::string redeemer = stringField(*body, "device", 4096).value_or("");
+  std::string ip = stringField(*body, "ip", 64).value_or("");
   verification_ =
       std::make_unique<Verification>(state_, context_, *pass, redeemer, ip, [this](Outcome v) {
         if (v.status != 200) {

@@ -404,7 +404,7 @@ TEST_F(GuardTest, SealedRepliesOpenOnlyUnderTheSessionKey) {
 // Sealing needs the whole body first: a chunked reply goes out with a Content-Length, and one over
 // limits.max_body_bytes is a 502 rather than a reply sent unsealed.
 TEST_F(GuardTest, ASealedReplyIsFramedAnewAndAnOversizedOneIs502) {
-  startNode("    seal_responses: true\n", "[ { path_prefix: /download } ]",
+  startNode("    seal_responses: true\n", "[ { path_prefix: /download }, { path_prefix: /close } ]",
             "limits: { max_body_bytes: 256KiB }\n");
   AgreedKey k = agree(0, "s1");
   auto get = [&](const std::string& target, const std::string& nonce) {
@@ -422,6 +422,12 @@ TEST_F(GuardTest, ASealedReplyIsFramedAnewAndAnOversizedOneIs502) {
     ASSERT_EQ(static_cast<unsigned char>(opened->second[i]), patternByte(i)) << i;
   }
   EXPECT_EQ(get("/download?bytes=300000", "n-2").status, 502);
+  // A body that ends when the backend closes the connection.
+  HttpReply closed = get("/close", "n-3");
+  ASSERT_EQ(closed.status, 200) << closed.head;
+  auto until_close = crypto_->openReply(k.key, k.keyid, closed.body);
+  ASSERT_TRUE(until_close);
+  EXPECT_EQ(until_close->second, "until-close body");
 }
 
 TEST_F(GuardTest, AnIndependentRfc9421ImplementationIsAccepted) {

@@ -1148,7 +1148,8 @@ TEST_F(GuardPluginTest, RandomSignatureHeadersAreRefused) {
 TEST_F(GuardPluginTest, ProtectedPathsAreNormalised) {
   for (const char* target : {"/api/orders", "/api/orders/42", "/api/orders?x=1", "/api//orders",
                              "/api/%6frders", "/x/../api/orders", "/./api/orders", "//api/orders",
-                             "/api%2forders", "/_tessera/../api/orders"}) {
+                             "/api%2forders", "/_tessera/../api/orders", "/api;v=1/orders",
+                             "/api/orders;jsessionid=x", "/api\\orders", "/api%5corders"}) {
     Call call{"POST", target, {{"Host", "shop.test"}, {"Cookie", "SESSIONID=sess-A"}}};
     EXPECT_TRUE(refused(run(call), 401, "missing_signature")) << target;
   }
@@ -1347,6 +1348,30 @@ TEST_F(GuardPluginTest, AWorkersCopyOfTheKeysIsReadAgainAfterItsMaxAge) {
   advance(milliseconds(1));
   s.nonce = "copy-3";
   EXPECT_TRUE(refused(run(signedCall(k, "sess-A", s)), 401, "unknown_key"));
+}
+
+// A key agreed on another worker is not in this worker's copy yet: the store is asked again
+// rather than refusing the key.
+TEST_F(GuardPluginTest, AKeyAgreedElsewhereIsFoundDespiteThisWorkersCopy) {
+  AgreedKey k = agree("sess-A");
+  Signing s;
+  s.nonce = "mine";
+  ASSERT_TRUE(run(signedCall(k, "sess-A", s)).passed);  // this worker now holds a copy
+  AgreedKey other{"elsewhere-1", std::string(32, 'k')};
+  std::string key = "guard:k:";
+  for (unsigned char c : crypto_->sha256("guard key ref\nsess-A")) {
+    static constexpr char kHex[] = "0123456789abcdef";
+    key += kHex[c >> 4];
+    key += kHex[c & 15];
+  }
+  Json record = {{"keys",
+                  {{{"id", k.keyid}, {"k", base64Encode(k.key)}},
+                   {{"id", other.keyid}, {"k", base64Encode(other.key)}}}}};
+  writeStore(key, sealer_->seal(key, record.dump()));
+  s.nonce = "theirs";
+  EXPECT_TRUE(run(signedCall(other, "sess-A", s)).passed);
+  s.nonce = "mine-again";
+  EXPECT_TRUE(run(signedCall(k, "sess-A", s)).passed);
 }
 
 TEST_F(GuardPluginTest, ClusterBlocklistRemovalHoldsWithinItsMaxAge) {

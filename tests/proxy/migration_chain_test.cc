@@ -218,6 +218,7 @@ plugins:
     type: guard
     session_cookie: SESSIONID
     blocklist: { users: [alice] }
+    user_header: X-User-Id
 listeners:
   - name: plain
     listen: 127.0.0.1:1
@@ -249,6 +250,7 @@ log: { access_log: "off", audit_log: "off" }
   request.method = "GET";
   request.url = "/account";
   request.headers.add("Cookie", "SESSIONID=s1");
+  request.headers.add("X-User-Id", "someone-else");  // set by the client: no way around the block
   PluginChain& chain = newChain();
   size_t before = owner_.replies.size();
   State state = chain.runRequest(request, "origin.test", false);

@@ -22,7 +22,11 @@ void observe(const std::array<double, N>& bounds, Counter* buckets, Counter& sum
 
 void WorkerMetrics::countPluginEvent(std::string_view plugin, std::string_view event) {
   std::lock_guard<std::mutex> lock(plugin_mu);
-  ++plugin_events[{std::string(plugin), std::string(event)}];
+  auto it = plugin_events.find(std::pair<std::string_view, std::string_view>(plugin, event));
+  if (it == plugin_events.end()) {
+    it = plugin_events.emplace(std::pair(std::string(plugin), std::string(event)), 0).first;
+  }
+  ++it->second;
 }
 
 void WorkerMetrics::observeRequest(int status, uint64_t duration_us) {

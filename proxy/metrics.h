@@ -67,7 +67,16 @@ struct alignas(64) WorkerMetrics {
   // Plugin events (tessera_plugin_events_total{plugin, event}). A map, so under a mutex that only
   // this worker and the admin thread take.
   std::mutex plugin_mu;
-  std::map<std::pair<std::string, std::string>, uint64_t> plugin_events;
+  // Transparent, so that counting looks an event up by views without building its key.
+  struct EventLess {
+    using is_transparent = void;
+    template <typename A, typename B>
+    bool operator()(const A& a, const B& b) const {
+      return std::pair<std::string_view, std::string_view>(a.first, a.second) <
+             std::pair<std::string_view, std::string_view>(b.first, b.second);
+    }
+  };
+  std::map<std::pair<std::string, std::string>, uint64_t, EventLess> plugin_events;
   void countPluginEvent(std::string_view plugin, std::string_view event);
 
   void observeRequest(int status, uint64_t duration_us);

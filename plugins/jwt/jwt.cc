@@ -30,6 +30,10 @@ using Json = nlohmann::json;
 // Far above any real token (a few hundred bytes to a few KiB), far below the header block limit;
 // it bounds the work an unauthenticated client can ask for before any signature is checked.
 constexpr size_t kMaxTokenBytes = 16 * 1024;
+// Tokens up to this size are cached under their own text (compared whole, so no hash collision
+// can make one token answer for another); a longer one is verified every time. It bounds the
+// cache's memory at cache_entries x 4 KiB, and real tokens are far shorter.
+constexpr size_t kMaxCachedTokenBytes = 4 * 1024;
 // JSON that nests deeper is no claim set; the bound keeps recursive walks off the stack's end.
 constexpr size_t kMaxJsonDepth = 32;
 constexpr size_t kGcmIvBytes = 12;
@@ -95,11 +99,6 @@ class Plaintext {
   uint8_t* data_;
   size_t size_;
 };
-
-struct EvpMdFree {
-  void operator()(EVP_MD* md) const { EVP_MD_free(md); }
-};
-using EvpMdPtr = std::unique_ptr<EVP_MD, EvpMdFree>;
 
 // cjose leaves OpenSSL's error queue filled when a check fails; a stale entry would be misread
 // by the next SSL_get_error() on this worker thread.
@@ -494,6 +493,8 @@ void TokenVerifier::collectShared(std::vector<std::pair<std::string, std::string
 }
 
 // --- The verified-token cache -------------------------------------------------------------------
+// Keyed by the token's text: hashing it with std::hash and comparing it whole is cheaper per
+// request than a SHA-256 of it.
 
 class TokenCache {
  public:
@@ -501,8 +502,8 @@ class TokenCache {
 
   // A live entry, which becomes the most recent; nullptr on a miss. An entry whose token has
   // expired since is dropped.
-  const Verified* find(const std::string& digest, double now) {
-    auto it = index_.find(digest);
+  const Verified* find(const std::string& token, double now) {
+    auto it = index_.find(token);
     if (it == index_.end()) return nullptr;
     if (!(now < it->second->second.valid_until)) {
       lru_.erase(it->second);
@@ -513,13 +514,13 @@ class TokenCache {
     return &it->second->second;
   }
 
-  void insert(std::string digest, Verified verified) {
-    if (capacity_ == 0 || index_.contains(digest)) return;
+  void insert(std::string token, Verified verified) {
+    if (capacity_ == 0 || index_.contains(token)) return;
     if (lru_.size() >= capacity_) {
       index_.erase(lru_.back().first);
       lru_.pop_back();
     }
-    lru_.emplace_front(std::move(digest), std::move(verified));
+    lru_.emplace_front(std::move(token), std::move(verified));
     index_.emplace(lru_.front().first, lru_.begin());
   }
 
@@ -528,7 +529,7 @@ class TokenCache {
 
   size_t capacity_;
   std::list<Entry> lru_;  // most recently used first
-  // Keys are views of the digests in lru_, whose nodes never move.
+  // Keys are views of the tokens in lru_, whose nodes never move.
   std::unordered_map<std::string_view, std::list<Entry>::iterator> index_;
 };
 
@@ -539,7 +540,6 @@ class TokenCache {
 struct FactoryState {
   std::string name;
   Config config;
-  EvpMdPtr sha256;
   uint64_t generation = 0;
   std::vector<std::string> set_headers;  // every header the plugin may set
 };
@@ -557,15 +557,6 @@ TokenCache& workerCache(const std::shared_ptr<const FactoryState>& state) {
   std::erase_if(caches, [](const auto& entry) { return entry.second.owner.expired(); });
   Slot slot{state, TokenCache(state->config.cache_entries)};
   return caches.emplace(state->generation, std::move(slot)).first->second.cache;
-}
-
-std::optional<std::string> sha256(const EVP_MD* md, std::string_view data) {
-  unsigned char digest[EVP_MAX_MD_SIZE];
-  unsigned int size = 0;
-  if (EVP_Digest(data.data(), data.size(), digest, &size, md, nullptr) != 1) {
-    return cleared(std::nullopt);
-  }
-  return std::string(reinterpret_cast<const char*>(digest), size);
 }
 
 std::string_view trim(std::string_view text) {
@@ -651,10 +642,9 @@ Verdict JwtPlugin::onRequestHeaders(Request& request) {
   if (!parts || (*parts)[0].empty() || (*parts)[1].empty()) return reject(kMalformed);
   double now = std::chrono::duration<double>(context_.now().time_since_epoch()).count();
   TokenCache* cache = config_.cache_entries > 0 ? &workerCache(state_) : nullptr;
-  std::optional<std::string> digest;
-  if (cache != nullptr) digest = sha256(state_->sha256.get(), *token);
-  if (digest) {
-    if (const Verified* verified = cache->find(*digest, now)) {
+  bool cacheable = cache != nullptr && token->size() <= kMaxCachedTokenBytes;
+  if (cacheable) {
+    if (const Verified* verified = cache->find(*token, now)) {
       context_.count("cache_hit");
       return forward(request, *verified);
     }
@@ -664,7 +654,7 @@ Verdict JwtPlugin::onRequestHeaders(Request& request) {
     return reject(*failure);
   }
   Verdict verdict = forward(request, verified);
-  if (digest) cache->insert(std::move(*digest), std::move(verified));
+  if (cacheable) cache->insert(std::move(*token), std::move(verified));
   return verdict;
 }
 
@@ -721,13 +711,6 @@ std::shared_ptr<const Factory> makeJwtFactory(const std::string& name, const YAM
   }
   if (!state->config.forward_payload_header.empty()) {
     state->set_headers.push_back(state->config.forward_payload_header);
-  }
-  // Fetched once here rather than per digest: an implicit fetch takes a lock on every call.
-  state->sha256.reset(EVP_MD_fetch(nullptr, "SHA256", nullptr));
-  if (!state->sha256) {
-    ERR_clear_error();
-    throw PluginConfigError("", node.Mark().line + 1, node.Mark().column + 1,
-                            "OpenSSL offers no SHA-256 (check the provider configuration)");
   }
   return std::make_shared<JwtFactory>(std::move(state));
 }

@@ -615,6 +615,23 @@ TEST_F(JwtTest, SharesTheScalarClaimsForLaterPlugins) {
   EXPECT_TRUE(context_.shared_values.empty());  // a refused token tells nobody anything
 }
 
+// The cache keeps tokens up to 4 KiB, by their whole text; a longer one is verified each time.
+TEST_F(JwtTest, ALongTokenIsVerifiedEveryTime) {
+  Json body = claims();
+  body["padding"] = std::string(4096, 'p');
+  std::string jwt = token(body);
+  ASSERT_GT(jwt.size(), 4096u);
+  uint64_t before = jwtPublicKeyOperations();
+  expectPassed(sendToken(jwt));
+  expectPassed(sendToken(jwt));
+  EXPECT_EQ(jwtPublicKeyOperations(), before + 4);  // signature and decryption, twice
+  std::string other = token(claims());
+  expectPassed(sendToken(other));
+  before = jwtPublicKeyOperations();
+  expectPassed(sendToken(other));
+  EXPECT_EQ(jwtPublicKeyOperations(), before);  // a short one comes from the cache
+}
+
 TEST_F(JwtTest, CachedEntryExpiresWithTheToken) {
   Json body = claims();
   body["exp"] = kNow + 100;

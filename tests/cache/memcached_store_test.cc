@@ -547,8 +547,11 @@ TEST_F(MemcachedStoreTest, ADeadlineThatPassesFirstGivesTimeoutOnce) {
     if (calls++ == 0) first = r.status;
   });
   ASSERT_TRUE(runUntil(base_.get(), [&] { return calls > 0; }));
+  // kTimeout is the deadline's answer; the I/O thread, which gives up on the node after
+  // io_timeout, would have answered kError. The time bound only catches a hang: on a loaded
+  // machine the worker's timer may fire late.
   EXPECT_EQ(first, Status::kTimeout);
-  EXPECT_LT(Clock::now() - began, 150ms);  // the deadline, not the 200 ms io_timeout
+  EXPECT_LT(Clock::now() - began, 2s);
   // The one I/O thread gives up on the node after io_timeout and hands in the first get's late
   // result, which must be dropped; the second get, queued behind it, then skips the node.
   Result second = get("k");

@@ -20,8 +20,8 @@
 //   require_components; a body needs Content-Digest (RFC 9530), checked as it streams (at most
 //   max_signed_body, else 413). Then, in this order: the rate limit (a ring counter per device,
 //   session or ip and interval; over it: 429 with Retry-After), the key, the HMAC (constant time),
-//   and the nonce (ring add, TTL 2 x window + 5 s; a second use is a replay). Every refusal is a 401
-//   with `X-Tessera-Guard: <reason>` and a WWW-Authenticate challenge, a metric and an audit
+//   and the nonce (ring add, TTL 2 x window + 5 s; a second use is a replay). Every refusal is a
+//   401 with `X-Tessera-Guard: <reason>` and a WWW-Authenticate challenge, a metric and an audit
 //   event.
 // Blocklist. The YAML entries, plus the cluster-wide entries of the admin API (blocklist.h): a
 //   blocked ip, device or user gets 403 on every request of the route, the endpoints included.

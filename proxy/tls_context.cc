@@ -193,8 +193,8 @@ std::unique_ptr<TlsContexts> TlsContexts::build(const conf::Tls& tls, const std:
       continue;
     }
     if (!tls.client_ca.empty() && !requestClientCertificates(ctx.get(), tls.client_ca)) {
-      errors.push_back(certError(c, file,
-                                 "cannot load client_ca " + tls.client_ca + ": " + opensslErrors()));
+      errors.push_back(
+          certError(c, file, "cannot load client_ca " + tls.client_ca + ": " + opensslErrors()));
       continue;
     }
     if (tls.session_resumption) {

@@ -1,7 +1,5 @@
 #include "proxy/worker.h"
 
-#include "proxy/outbound_calls.h"
-
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <spdlog/spdlog.h>
@@ -11,6 +9,7 @@
 #include <cerrno>
 
 #include "proxy/client_connection.h"
+#include "proxy/outbound_calls.h"
 
 namespace tessera::proxy {
 

@@ -184,7 +184,8 @@ TEST_F(SharedBindingTest, AWaitingPluginDoesNotStallOtherRequests) {
 // times out); the response, head and a body far larger than one read, is then released whole.
 TEST_F(SharedBindingTest, ALoginResponseHeldForItsBindingWriteComesWhole) {
   memcached_->signal(SIGSTOP);
-  std::string url = "http://127.0.0.1:" + std::to_string(ports_[0]) + "/login?sid=held&bytes=300000";
+  std::string url =
+      "http://127.0.0.1:" + std::to_string(ports_[0]) + "/login?sid=held&bytes=300000";
   CommandResult r = run({"curl", "-s", "-o", dir_.file("login.body"), "-w", "%{http_code}", url});
   memcached_->signal(SIGCONT);
   EXPECT_EQ(r.output, "200");
@@ -200,9 +201,9 @@ TEST_F(SharedBindingTest, ALoginResponseHeldForItsBindingWriteComesWhole) {
 // was written before the response left.
 TEST_F(SharedBindingTest, AHeldResponseToHeadKeepsTheConnection) {
   std::string base = "http://127.0.0.1:" + std::to_string(ports_[0]);
-  CommandResult r = run({"curl", "-s", "-I", "-A", "agent-A", "-o", "/dev/null", "-o", "/dev/null",
-                         "-w", "%{http_code} %{num_connects}\n", base + "/login?sid=head1",
-                         base + "/login?sid=head2"});
+  CommandResult r =
+      run({"curl", "-s", "-I", "-A", "agent-A", "-o", "/dev/null", "-o", "/dev/null", "-w",
+           "%{http_code} %{num_connects}\n", base + "/login?sid=head1", base + "/login?sid=head2"});
   EXPECT_EQ(r.output, "200 1\n200 0\n");
   EXPECT_EQ(statusOf(ports_[1], request("/account", "head2")), 200);
   EXPECT_EQ(statusOf(ports_[1], request("/account", "head2"), "127.0.0.2"), 403);

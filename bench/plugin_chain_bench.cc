@@ -110,7 +110,7 @@ void BM_PluginChain(benchmark::State& state) {
 
   for (auto _ : state) {
     PluginChain chain(owner, route, *snapshot, *store, metrics, outbound, client);
-    benchmark::DoNotOptimize(chain.runRequest(request, "shop.example", false));
+    benchmark::DoNotOptimize(chain.runRequest(request, "shop.example"));
     benchmark::DoNotOptimize(chain.runResponse(response));
     chain.finish();
   }

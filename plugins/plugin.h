@@ -70,6 +70,11 @@ class Request {
   virtual std::string_view method() const = 0;
   virtual std::string_view target() const = 0;  // as sent: "/path?query"
   virtual std::string_view host() const = 0;    // lower case, without the port
+  // The body as the proxy framed it (llhttp read Content-Length and Transfer-Encoding; a
+  // malformed one never reaches a plugin): whether one follows, and its length when declared
+  // (nullopt for a chunked body, or none).
+  virtual bool hasBody() const = 0;
+  virtual std::optional<uint64_t> contentLength() const = 0;
   // First value of a header, or nullopt.
   virtual std::optional<std::string_view> header(std::string_view name) const = 0;
   // Every value of a header, in order (several Cookie or X-Forwarded-For lines).

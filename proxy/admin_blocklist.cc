@@ -14,6 +14,7 @@
 
 #include "cache/sealer.h"
 #include "plugins/config_fields.h"
+#include "plugins/json_input.h"
 
 namespace tessera::proxy {
 
@@ -81,7 +82,7 @@ std::optional<BlockEntry> parseChange(evhttp_request* req, bool remove, std::str
     evhttp_clear_headers(&query);
   }
   if (kind.empty()) {
-    Json body = Json::parse(bodyOf(req), nullptr, false);
+    Json body = plugins::parseJsonObject(bodyOf(req), 4).value_or(Json());
     if (!body.is_object() || !body["kind"].is_string() || !body["value"].is_string()) {
       problem = "expected a JSON object with string members kind and value";
       return std::nullopt;

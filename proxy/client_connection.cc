@@ -476,8 +476,7 @@ void ClientConnection::startRequestChain() {
                                          worker_.counters(), worker_.outbound(), client);
   const MessageHead& h = request_.head();
   RequestTarget target = requestTarget(h.url, h.headers.find("host"));
-  bool has_body = h.chunked || h.content_length.value_or(0) > 0;
-  PluginChain::State state = chain_->runRequest(request_.head(), target.host, has_body);
+  PluginChain::State state = chain_->runRequest(request_.head(), target.host);
   if (state == PluginChain::State::kNeedBody) {
     feedChainBody();  // what the first batch of bytes held
     return;

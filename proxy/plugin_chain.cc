@@ -160,12 +160,11 @@ void PluginChain::finish() {
   for (auto& slot : slots_) slot->plugin->onDestroy();
 }
 
-PluginChain::State PluginChain::runRequest(MessageHead& head, std::string host, bool has_body) {
+PluginChain::State PluginChain::runRequest(MessageHead& head, std::string host) {
   request_ = std::make_unique<HeadView>(head, std::move(host));
   phase_ = Phase::kHead;
   next_ = 0;
-  has_body_ = has_body;
-  if (!has_body) body_complete_ = true;  // body hooks never run for a request without one
+  if (!request_->hasBody()) body_complete_ = true;  // body hooks never run without a body
   return advanceRequest();
 }
 
@@ -203,7 +202,7 @@ PluginChain::State PluginChain::advanceRequest() {
   if (phase_ == Phase::kHead) {
     bool reads = false;
     for (auto& slot : slots_) {
-      slot->reads_body = has_body_ && slot->may_read_body && slot->plugin->wantsBody();
+      slot->reads_body = request_->hasBody() && slot->may_read_body && slot->plugin->wantsBody();
       reads = reads || slot->reads_body;
     }
     phase_ = reads ? Phase::kBody : Phase::kAgreed;

@@ -45,6 +45,10 @@ class HeadView : public plugins::Request, public plugins::Response {
   std::string_view method() const override { return head_.method; }
   std::string_view target() const override { return head_.url; }
   std::string_view host() const override { return host_; }
+  bool hasBody() const override { return head_.chunked || head_.content_length.value_or(0) > 0; }
+  std::optional<uint64_t> contentLength() const override {
+    return head_.chunked ? std::nullopt : head_.content_length;
+  }
   int status() const override { return head_.status; }
   std::optional<std::string_view> header(std::string_view name) const override;
   std::vector<std::string_view> headers(std::string_view name) const override;
@@ -95,8 +99,8 @@ class PluginChain {
 
   // Whether any plugin of the route may read request bodies.
   bool wantsBody() const { return wants_body_; }
-  // `has_body`: the request carries a body (chunked, or a Content-Length above 0).
-  State runRequest(MessageHead& head, std::string host, bool has_body);
+  // Whether a body follows comes from the head's framing (chunked, or a Content-Length above 0).
+  State runRequest(MessageHead& head, std::string host);
   // The next piece of the request body (raw, without chunk framing); `last` with the final piece
   // (which may be empty). Pieces that arrive while a plugin waits are kept and delivered later.
   State addBody(std::string_view piece, bool last);
@@ -137,7 +141,6 @@ class PluginChain {
   std::unique_ptr<HeadView> response_;
   Phase phase_ = Phase::kHead;
   bool wants_body_ = false;
-  bool has_body_ = false;
   size_t next_ = 0;   // the hook to run next (response hooks count down from the end)
   std::string body_;  // the piece being delivered
   bool body_last_ = false;

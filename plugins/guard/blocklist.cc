@@ -6,6 +6,8 @@
 #include <nlohmann/json.hpp>
 #include <utility>
 
+#include "plugins/json_input.h"
+
 namespace tessera::plugins::guard {
 
 namespace {
@@ -114,8 +116,9 @@ std::optional<BlockEntry> Blocklist::makeEntry(std::string_view kind_text, std::
 std::optional<Blocklist> Blocklist::parse(std::string_view text) {
   Blocklist out;
   if (text.empty()) return out;
-  Json doc = Json::parse(text, nullptr, false);
-  if (!doc.is_object()) return std::nullopt;
+  std::optional<Json> parsed = parseJsonObject(text, 4);
+  if (!parsed) return std::nullopt;
+  const Json& doc = *parsed;
   auto entries = doc.find("entries");
   if (entries == doc.end() || !entries->is_array() || entries->size() > kMaxBlocklistEntries) {
     return std::nullopt;

@@ -23,6 +23,7 @@
 #include "plugins/guard/guard_config.h"
 #include "plugins/guard/key_agreement.h"
 #include "plugins/guard/signature.h"
+#include "plugins/json_input.h"
 
 namespace tessera::plugins::guard {
 
@@ -36,6 +37,7 @@ constexpr size_t kKeysPerSession = 4;  // pages of one session that ran init() a
 constexpr size_t kMaxKeyIdBytes = 64;
 constexpr size_t kMaxNonceBytes = 128;
 constexpr cache::Seconds kNonceMargin{5};
+constexpr size_t kMaxJsonDepth = 4;  // the keys body, the key records: {"a": {"b": ...}} at most
 
 std::atomic<uint64_t> next_generation{1};
 
@@ -81,18 +83,6 @@ std::string stringMember(const Json& object, const char* name) {
   if (!object.is_object()) return {};
   auto it = object.find(name);
   return it != object.end() && it->is_string() ? it->get<std::string>() : std::string();
-}
-
-// The length a Content-Length header says (the proxy has checked its syntax); 0 when absent.
-uint64_t declaredLength(const Request& request) {
-  std::optional<std::string_view> text = request.header("content-length");
-  uint64_t length = 0;
-  if (!text) return 0;
-  for (char c : *text) {
-    if (c < '0' || c > '9' || length > (UINT64_MAX - 9) / 10) return UINT64_MAX;
-    length = length * 10 + static_cast<uint64_t>(c - '0');
-  }
-  return length;
 }
 
 // The path as a backend may read it: %-escapes decoded, "//" collapsed, "." and ".." resolved.
@@ -229,7 +219,7 @@ BlocklistView& workerBlocklist(const std::shared_ptr<const State>& state) {
 // The keys of a session record as stored (sealed JSON {"keys": [{"id", "k"}]}, opened).
 SessionKeys parseSessionKeys(const std::optional<std::string>& text) {
   SessionKeys out;
-  Json record = text ? Json::parse(*text, nullptr, false) : Json();
+  Json record = text ? parseJsonObject(*text, kMaxJsonDepth).value_or(Json()) : Json();
   auto keys = record.is_object() ? record.find("keys") : record.end();
   if (keys == record.end() || !keys->is_array()) return out;
   for (const Json& k : *keys) {
@@ -471,11 +461,10 @@ Verdict Guard::endpoint() {
       return reply(405, "text/plain", "POST only\n", {{"Allow", "POST"}});
     }
     if (cookie_.empty()) return refuse(401, "no_session");
-    uint64_t length = declaredLength(*request_);
-    if (length > kMaxKeysBody) return refuse(413, "body_too_large");
-    if (length == 0 && !request_->header("transfer-encoding")) {
-      return refuse(400, "malformed_body");
+    if (request_->contentLength().value_or(0) > kMaxKeysBody) {
+      return refuse(413, "body_too_large");
     }
+    if (!request_->hasBody()) return refuse(400, "malformed_body");
     return Verdict::kContinue;  // the body follows
   }
   if (method != "GET" && method != "HEAD") {
@@ -530,8 +519,7 @@ Verdict Guard::checkSignature() {
   signature_ = std::move(*parsed);
 
   std::optional<std::string_view> digest = request_->header("content-digest");
-  uint64_t length = declaredLength(*request_);
-  bool has_body = request_->header("transfer-encoding") || length > 0;
+  bool has_body = request_->hasBody();
   // The digest binds the body to the signature only if the signature covers it.
   const std::vector<std::string>& covered = signature_->input.components;
   if (has_body && std::find(covered.begin(), covered.end(), "content-digest") == covered.end()) {
@@ -548,7 +536,9 @@ Verdict Guard::checkSignature() {
   // could not undo.
   if (config_.seal_responses) request_->removeHeader("Accept-Encoding");
   if (has_body) {
-    if (length > config_.max_signed_body) return refuse(413, "body_too_large");
+    if (request_->contentLength().value_or(0) > config_.max_signed_body) {
+      return refuse(413, "body_too_large");
+    }
     return Verdict::kContinue;  // the body comes through onRequestBody before anything else
   }
   if (digest_ && !digest_->matches()) return refuse(401, "digest_mismatch");
@@ -692,7 +682,7 @@ void Guard::onNonce(cache::Result r) {
 // ---- Key agreement ------------------------------------------------------------------------------
 
 void Guard::handleKeys() {
-  Json body = Json::parse(body_, nullptr, false);
+  Json body = parseJsonObject(body_, kMaxJsonDepth).value_or(Json());
   auto member = body.is_object() ? body.find("jwk") : body.end();
   const Json& jwk = member != body.end() ? *member : Json();
   std::string x = stringMember(jwk, "x"), y = stringMember(jwk, "y");
@@ -742,7 +732,7 @@ void Guard::storeKey(cache::Result r, std::string keyid, std::string key) {
   }
   std::optional<std::string> text =
       r.status == cache::Status::kOk ? context_.open(keysKey(), r.value) : std::nullopt;
-  Json record = text ? Json::parse(*text, nullptr, false) : Json();
+  Json record = text ? parseJsonObject(*text, kMaxJsonDepth).value_or(Json()) : Json();
   Json keys = record.is_object() && record["keys"].is_array() ? record["keys"] : Json::array();
   while (keys.size() >= kKeysPerSession) keys.erase(keys.begin());
   keys.push_back({{"id", keyid}, {"k", base64Encode(key)}});

@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "plugins/encoding.h"
+#include "plugins/json_input.h"
 
 namespace tessera::plugins {
 namespace {
@@ -114,37 +115,8 @@ bool isBase64url(std::string_view text) {
   return text.size() % 4 != 1 && isBase64urlAlphabet(text);
 }
 
-// Counts brackets outside strings; cheaper than a parse, and run before it.
-bool nestingWithin(std::string_view text, size_t max_depth) {
-  size_t depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > max_depth) return false;
-    } else if ((c == '}' || c == ']') && depth > 0) {
-      --depth;
-    }
-  }
-  return true;
-}
-
-// No exceptions on the data path: nlohmann reports a bad document as a discarded value.
 std::optional<Json> parseJson(std::string_view text) {
-  if (!nestingWithin(text, kMaxJsonDepth)) return std::nullopt;
-  Json value = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (value.is_discarded()) return std::nullopt;
-  return value;
+  return plugins::parseJson(text, kMaxJsonDepth);
 }
 
 std::optional<Json> decodeJsonObject(std::string_view segment) {

@@ -14,6 +14,7 @@
 #include <utility>
 
 #include "plugins/cookies.h"
+#include "plugins/json_input.h"
 #include "plugins/migration/migration_config.h"
 #include "plugins/migration/pass.h"
 
@@ -88,11 +89,8 @@ std::string usedKey(std::string_view jti) { return "mig:u:" + std::string(jti); 
 std::string nonceKey(std::string_view nonce_hash) { return "mig:n:" + std::string(nonce_hash); }
 std::string permitKey(std::string_view permit_hash) { return "mig:p:" + std::string(permit_hash); }
 
-std::optional<json> parseObject(std::string_view text) {
-  json j = json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!j.is_object()) return std::nullopt;
-  return j;
-}
+// Endpoint bodies and records are flat objects; anything nested deeper is refused unparsed.
+std::optional<json> parseObject(std::string_view text) { return parseJsonObject(text, 4); }
 
 std::optional<std::string> stringField(const json& j, const char* name, size_t max) {
   auto it = j.find(name);
@@ -113,12 +111,6 @@ std::optional<json> openRecord(const Context& context, const std::string& key,
 
 int64_t unixSeconds(std::chrono::system_clock::time_point t) {
   return std::chrono::duration_cast<std::chrono::seconds>(t.time_since_epoch()).count();
-}
-
-bool hasBody(const Request& request) {
-  if (request.header("transfer-encoding")) return true;
-  std::optional<std::string_view> length = request.header("content-length");
-  return length && *length != "0";
 }
 
 // One answer of the plugin's own: JSON, never cached.
@@ -441,12 +433,10 @@ plugins::Verdict Migration::onRequestHeaders(Request& request) {
       endpoint_ = Endpoint::kNone;
       return refuse(403, "verify_without_client_certificate");
     }
-    std::optional<std::string_view> length = request.header("content-length");
-    if (length && length->size() > 6) return refuse(413, "body_too_large");
-    if (length && std::stoul(std::string(*length)) > kMaxEndpointBody) {
+    if (request.contentLength().value_or(0) > kMaxEndpointBody) {
       return refuse(413, "body_too_large");
     }
-    if (!hasBody(request)) return refuse(400, "malformed_body");
+    if (!request.hasBody()) return refuse(400, "malformed_body");
     return plugins::Verdict::kContinue;  // the body follows
   }
   return config_.role == Config::Role::kOrigin ? originRequest(request) : targetRequest(request);

@@ -14,6 +14,7 @@
 #include <nlohmann/json.hpp>
 
 #include "plugins/encoding.h"
+#include "plugins/json_input.h"
 
 namespace tessera::plugins::migration {
 namespace {
@@ -116,37 +117,8 @@ bool isUtf8(std::string_view text) {
   return true;
 }
 
-// Counts brackets outside strings; cheaper than a parse, and run before it.
-bool nestingWithin(std::string_view text, size_t max_depth) {
-  size_t depth = 0;
-  bool in_string = false;
-  bool escaped = false;
-  for (char c : text) {
-    if (in_string) {
-      if (escaped) {
-        escaped = false;
-      } else if (c == '\\') {
-        escaped = true;
-      } else if (c == '"') {
-        in_string = false;
-      }
-    } else if (c == '"') {
-      in_string = true;
-    } else if (c == '{' || c == '[') {
-      if (++depth > max_depth) return false;
-    } else if ((c == '}' || c == ']') && depth > 0) {
-      --depth;
-    }
-  }
-  return true;
-}
-
-// No exceptions on the data path: nlohmann reports a bad document as a discarded value.
 std::optional<Json> parseObject(std::string_view text) {
-  if (!nestingWithin(text, kMaxJsonDepth)) return std::nullopt;
-  Json value = Json::parse(text, nullptr, /*allow_exceptions=*/false);
-  if (!value.is_object()) return std::nullopt;
-  return value;
+  return parseJsonObject(text, kMaxJsonDepth);
 }
 
 std::optional<Json> decodeObject(std::string_view segment) {

@@ -121,6 +121,18 @@ class FakeRequest : public Request {
   std::string_view method() const override { return method_; }
   std::string_view target() const override { return target_; }
   std::string_view host() const override { return "shop.test"; }
+  // The framing as the proxy's parser reads it: a decimal Content-Length, or chunked.
+  bool hasBody() const override { return chunked() || contentLength().value_or(0) > 0; }
+  std::optional<uint64_t> contentLength() const override {
+    std::optional<std::string_view> text = headers_.first("content-length");
+    if (chunked() || !text) return std::nullopt;
+    uint64_t n = 0;
+    for (char c : *text) {
+      if (c < '0' || c > '9') return std::nullopt;
+      n = n > (UINT64_MAX - 9) / 10 ? UINT64_MAX : n * 10 + static_cast<uint64_t>(c - '0');
+    }
+    return n;
+  }
   std::optional<std::string_view> header(std::string_view name) const override {
     return headers_.first(name);
   }
@@ -132,6 +144,10 @@ class FakeRequest : public Request {
   }
   void removeHeader(std::string_view name) override { headers_.remove(name); }
   const std::vector<HeaderField>& fields() const { return headers_.fields(); }
+  bool chunked() const {
+    std::optional<std::string_view> te = headers_.first("transfer-encoding");
+    return te && te->find("chunked") != std::string_view::npos;
+  }
 
  private:
   std::string method_;
@@ -684,6 +700,9 @@ TEST_F(GuardPluginTest, KeysEndpointRefusals) {
   EXPECT_TRUE(refused(run(keysCall("sess-A", R"({"jwk":{"kty":"RSA","n":"AQAB"}})")), 400,
                       "malformed_body"));
   EXPECT_TRUE(refused(run(keysCall("sess-A", R"({"jwk":"EC"})")), 400, "malformed_body"));
+  // Deep nesting is refused before it is parsed.
+  std::string deep = R"({"jwk":)" + std::string(1500, '[') + std::string(1500, ']') + "}";
+  EXPECT_TRUE(refused(run(keysCall("sess-A", deep)), 400, "malformed_body"));
   std::string off_curve =
       R"({"jwk":{"kty":"EC","crv":"P-256","x":"gEX7X_Y3kFZGG0K1FqKwuf2YLQPL8NBe41eA5wwM7MU",)"
       R"("y":"AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}})";

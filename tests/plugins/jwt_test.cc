@@ -175,6 +175,8 @@ class FakeRequest : public Request {
  public:
   explicit FakeRequest(std::vector<HeaderField> fields) : fields_(std::move(fields)) {}
   std::string_view method() const override { return "GET"; }
+  bool hasBody() const override { return false; }
+  std::optional<uint64_t> contentLength() const override { return std::nullopt; }
   std::string_view target() const override { return "/api/orders"; }
   std::string_view host() const override { return "shop.example"; }
   std::optional<std::string_view> header(std::string_view name) const override {

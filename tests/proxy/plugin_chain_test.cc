@@ -135,6 +135,12 @@ log: { access_log: "off", audit_log: "off" }
     return *factories_.back();
   }
 
+  // head_ with a chunked body, as the parser frames it.
+  MessageHead& withBody() {
+    head_.chunked = true;
+    return head_;
+  }
+
   PluginChain& chain() {
     if (!chain_) {
       PluginChain::Client client;
@@ -169,7 +175,7 @@ using State = PluginChain::State;
 TEST_F(PluginChainTest, RequestHooksInRouteOrderResponseHooksInReverse) {
   addPlugin("a");
   addPlugin("b");
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", false), State::kDone);
+  EXPECT_EQ(chain().runRequest(head_, "shop.example"), State::kDone);
   EXPECT_EQ(chain().runResponse(response_head_), State::kDone);
   chain().finish();
   EXPECT_EQ(journal_,
@@ -180,7 +186,7 @@ TEST_F(PluginChainTest, AHeadHookThatWaitsHoldsTheRestUntilResume) {
   ScriptedFactory& a = addPlugin("a");
   addPlugin("b");
   a.script.on_head = [](auto&, auto&) { return Verdict::kStop; };
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", false), State::kWaiting);
+  EXPECT_EQ(chain().runRequest(head_, "shop.example"), State::kWaiting);
   EXPECT_EQ(journal_, (Journal{"a:head"}));
   a.callbacks_->resume();
   EXPECT_EQ(owner_.resumed, 1);
@@ -200,7 +206,7 @@ TEST_F(PluginChainTest, AHeadHookWaitsOnTheRealStoreAndResumesFromItsCallback) {
                         });
     return Verdict::kStop;
   };
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", false), State::kWaiting);
+  EXPECT_EQ(chain().runRequest(head_, "shop.example"), State::kWaiting);
   EXPECT_EQ(owner_.resumed, 0);  // the store answers on the loop, never inside the call
   event_base_loop(base_, EVLOOP_NONBLOCK);
   EXPECT_EQ(owner_.resumed, 1);
@@ -211,7 +217,7 @@ TEST_F(PluginChainTest, BodyHooksGetTheBodyOnlyAfterEveryHeadHookWentOn) {
   ScriptedFactory& a = addPlugin("a");
   addPlugin("reader", true);
   a.script.on_head = [](auto&, auto&) { return Verdict::kStop; };
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", true), State::kWaiting);
+  EXPECT_EQ(chain().runRequest(withBody(), "shop.example"), State::kWaiting);
   EXPECT_EQ(chain().addBody("abc", false), State::kWaiting);
   EXPECT_EQ(chain().addBody("def", true), State::kWaiting);
   a.callbacks_->resume();
@@ -224,7 +230,7 @@ TEST_F(PluginChainTest, BodyPiecesReachEveryBodyPluginInOrderAndNoOtherPlugin) {
   addPlugin("r1", true);
   addPlugin("plain");
   addPlugin("r2", true);
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", true), State::kNeedBody);
+  EXPECT_EQ(chain().runRequest(withBody(), "shop.example"), State::kNeedBody);
   EXPECT_EQ(chain().addBody("ab", false), State::kNeedBody);
   EXPECT_EQ(chain().addBody("", false), State::kNeedBody);  // nothing new: nothing delivered
   EXPECT_EQ(chain().addBody("c", true), State::kDone);
@@ -234,7 +240,7 @@ TEST_F(PluginChainTest, BodyPiecesReachEveryBodyPluginInOrderAndNoOtherPlugin) {
 
 TEST_F(PluginChainTest, ARequestWithoutBodyNeverRunsBodyHooks) {
   addPlugin("reader", true);
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", false), State::kDone);
+  EXPECT_EQ(chain().runRequest(head_, "shop.example"), State::kDone);
   EXPECT_EQ(chain().addBody("", true), State::kDone);
   EXPECT_EQ(journal_, (Journal{"reader:head"}));
 }
@@ -243,7 +249,7 @@ TEST_F(PluginChainTest, ABodyPluginMayDeclineThisRequestsBody) {
   ScriptedFactory& r = addPlugin("reader", true);
   addPlugin("other", true);
   r.script.wants_this_body = false;
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", true), State::kNeedBody);
+  EXPECT_EQ(chain().runRequest(withBody(), "shop.example"), State::kNeedBody);
   EXPECT_EQ(chain().addBody("x", true), State::kDone);
   EXPECT_EQ(journal_, (Journal{"reader:head", "other:head", "other:body:x:last"}));
 }
@@ -251,7 +257,7 @@ TEST_F(PluginChainTest, ABodyPluginMayDeclineThisRequestsBody) {
 TEST_F(PluginChainTest, WhenNoPluginWantsThisBodyTheRequestGoesOnAtOnce) {
   ScriptedFactory& r = addPlugin("reader", true);
   r.script.wants_this_body = false;
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", true), State::kDone);
+  EXPECT_EQ(chain().runRequest(withBody(), "shop.example"), State::kDone);
   EXPECT_EQ(journal_, (Journal{"reader:head"}));
 }
 
@@ -261,7 +267,7 @@ TEST_F(PluginChainTest, ABodyHookThatWaitsKeepsLaterPiecesThenRepliesLater) {
   r.script.on_body = [](auto&, std::string_view, bool last) {
     return last ? Verdict::kStop : Verdict::kContinue;
   };
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", true), State::kNeedBody);
+  EXPECT_EQ(chain().runRequest(withBody(), "shop.example"), State::kNeedBody);
   EXPECT_EQ(chain().addBody("{\"a\":", true), State::kWaiting);
   EXPECT_EQ(journal_.back(), "reader:body:{\"a\"::last");
   r.callbacks_->sendLocalReply(409, {{"Content-Type", "application/json"}}, "{}");
@@ -276,7 +282,7 @@ TEST_F(PluginChainTest, ABodyHookThatWaitsThenResumesLetsTheNextPluginSeeThePiec
   ScriptedFactory& r = addPlugin("reader", true);
   addPlugin("after", true);
   r.script.on_body = [](auto&, std::string_view, bool) { return Verdict::kStop; };
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", true), State::kNeedBody);
+  EXPECT_EQ(chain().runRequest(withBody(), "shop.example"), State::kNeedBody);
   EXPECT_EQ(chain().addBody("x", false), State::kWaiting);
   EXPECT_EQ(chain().addBody("y", true), State::kWaiting);  // kept for later
   r.callbacks_->resume();
@@ -296,7 +302,7 @@ TEST_F(PluginChainTest, AResponseHookThatWaitsHoldsTheEarlierPluginsUntilResume)
     return Verdict::kStop;
   };
   response_head_.status = 200;
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", false), State::kDone);
+  EXPECT_EQ(chain().runRequest(head_, "shop.example"), State::kDone);
   EXPECT_EQ(chain().runResponse(response_head_), State::kWaiting);
   EXPECT_EQ(journal_.back(), "b:response");
   b.callbacks_->resume();
@@ -316,7 +322,7 @@ TEST_F(PluginChainTest, ResponseBodiesReachOnlyThePluginsThatWantThemInReverseOr
   };
   c.script.on_response_body = [](plugins::Response&, std::string& body) { body += "+c"; };
   response_head_.status = 200;
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", false), State::kDone);
+  EXPECT_EQ(chain().runRequest(head_, "shop.example"), State::kDone);
   EXPECT_EQ(chain().runResponse(response_head_), State::kDone);
   ASSERT_TRUE(chain().wantsResponseBody());
   std::string body = "x";
@@ -330,7 +336,7 @@ TEST_F(PluginChainTest, ResponseBodiesReachOnlyThePluginsThatWantThemInReverseOr
 
 TEST_F(PluginChainTest, NoPluginWantsTheResponseBodyByDefault) {
   addPlugin("a");
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", false), State::kDone);
+  EXPECT_EQ(chain().runRequest(head_, "shop.example"), State::kDone);
   EXPECT_EQ(chain().runResponse(response_head_), State::kDone);
   EXPECT_FALSE(chain().wantsResponseBody());
 }
@@ -339,7 +345,7 @@ TEST_F(PluginChainTest, AResponseHookThatWaitsMayReplyInstead) {
   ScriptedFactory& a = addPlugin("a");
   a.script.on_response = [](auto&, auto&) { return Verdict::kStop; };
   response_head_.status = 200;
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", false), State::kDone);
+  EXPECT_EQ(chain().runRequest(head_, "shop.example"), State::kDone);
   EXPECT_EQ(chain().runResponse(response_head_), State::kWaiting);
   a.callbacks_->sendLocalReply(503, {}, "later\n");
   ASSERT_EQ(owner_.replies.size(), 1u);
@@ -350,7 +356,7 @@ TEST_F(PluginChainTest, AResponseHookThatWaitsMayReplyInstead) {
 TEST_F(PluginChainTest, AfterFinishCallbacksAreIgnored) {
   ScriptedFactory& a = addPlugin("a");
   a.script.on_head = [](auto&, auto&) { return Verdict::kStop; };
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", false), State::kWaiting);
+  EXPECT_EQ(chain().runRequest(head_, "shop.example"), State::kWaiting);
   chain().finish();
   a.callbacks_->resume();
   a.callbacks_->sendLocalReply(500, {}, "");
@@ -366,7 +372,7 @@ TEST_F(PluginChainTest, AReplyInsideAHookEndsTheChainThere) {
     callbacks.sendLocalReply(401, {}, "no\n");
     return Verdict::kStop;
   };
-  EXPECT_EQ(chain().runRequest(head_, "shop.example", false), State::kReplied);
+  EXPECT_EQ(chain().runRequest(head_, "shop.example"), State::kReplied);
   EXPECT_EQ(chain().takeReply().status, 401);
   EXPECT_EQ(journal_, (Journal{"a:head"}));
 }

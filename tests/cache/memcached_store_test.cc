@@ -134,8 +134,13 @@ class MemcachedProcess {
     waitpid(pid_, nullptr, 0);
     pid_ = -1;
   }
+  // SIGSTOP returns once the node has stopped: kill() only queues the signal, and a request sent
+  // right after it could still be answered.
   void signal(int sig) {
-    if (pid_ > 0) ::kill(pid_, sig);
+    if (pid_ <= 0) return;
+    ::kill(pid_, sig);
+    int status = 0;
+    if (sig == SIGSTOP) ::waitpid(pid_, &status, WUNTRACED);
   }
   uint16_t port() const { return port_; }
 

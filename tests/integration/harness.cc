@@ -192,7 +192,12 @@ Process::~Process() {
 }
 
 void Process::signal(int sig) const {
-  if (pid_ > 0) ::kill(pid_, sig);
+  if (pid_ <= 0) return;
+  ::kill(pid_, sig);
+  // SIGSTOP returns once the process has stopped: kill() only queues the signal, and a request
+  // sent right after it could still be answered.
+  int status = 0;
+  if (sig == SIGSTOP) ::waitpid(pid_, &status, WUNTRACED);
 }
 
 int Process::wait(std::chrono::milliseconds timeout) {

@@ -154,7 +154,9 @@ TEST_F(ProxyTest, VersionPrintsTheVersion) {
 
 TEST_F(ProxyTest, KeepAliveReusesConnectionsOnBothSides) {
   start();
-  double before = tessera_->metric("tessera_connections_total");  // start() probed the port
+  // start() probed the port; the worker may accept that probe only after start() returned.
+  ASSERT_TRUE(eventually([&] { return tessera_->metric("tessera_connections_total") >= 1; }, 5s));
+  double before = tessera_->metric("tessera_connections_total");
   std::vector<std::string> args = {"-w", "%{http_code}%{num_connects} "};
   for (int i = 0; i < 5; ++i) {
     args.push_back("-o");

@@ -215,8 +215,11 @@ class MemcachedBackend::Ring {
 class Lane {
  public:
   Lane(std::shared_ptr<MemcachedBackend::Ring> ring, int threads);
-  ~Lane();                // joins the threads; queued jobs fail with kError
-  void enqueue(Job job);  // worker thread
+  ~Lane();  // joins the threads; queued jobs fail with kError
+  // Worker thread. Queues `job`; an I/O thread that is awake takes it, a sleeping one only after
+  // wake(). Returns false if the job was refused (and failed with kError).
+  bool enqueue(Job job);
+  void wake();  // worker thread
 
  private:
   void ioLoop();
@@ -347,21 +350,30 @@ Lane::~Lane() {
   for (Job& job : dropped) job.pending->complete(job.id, Result{Status::kError, {}});
 }
 
-void Lane::enqueue(Job job) {
-  bool queued = false;
+bool Lane::enqueue(Job job) {
   {
     std::lock_guard<std::mutex> lock(mu_);
     if (!stopping_ && queue_.size() < kMaxQueuedJobs) {
       queue_.push_back(std::move(job));
-      queued = true;
+      return true;
     }
-  }
-  if (queued) {
-    wake_.notify_one();
-    return;
   }
   // Delivered from the worker's loop like any result, so still never inside the caller's call.
   job.pending->complete(job.id, Result{Status::kError, {}});
+  return false;
+}
+
+void Lane::wake() {
+  size_t queued;
+  {
+    std::lock_guard<std::mutex> lock(mu_);
+    queued = queue_.size();
+  }
+  if (queued > 1) {
+    wake_.notify_all();
+  } else if (queued == 1) {
+    wake_.notify_one();
+  }
 }
 
 void Lane::ioLoop() {
@@ -626,8 +638,10 @@ class MemcachedStore final : public Store {
  public:
   MemcachedStore(std::shared_ptr<MemcachedBackend::Ring> ring, event_base* base)
       : pending_(PendingOps::create(base)),
-        lane_(std::make_unique<Lane>(ring, ring->ioThreads())) {}
+        lane_(std::make_unique<Lane>(ring, ring->ioThreads())),
+        wake_ev_(event_new(base, -1, 0, &MemcachedStore::onWake, this)) {}
   ~MemcachedStore() override {
+    event_free(wake_ev_);
     pending_->shutdown();
     lane_.reset();  // joins this worker's I/O threads (at shutdown: at most one io_timeout)
   }
@@ -663,12 +677,26 @@ class MemcachedStore final : public Store {
     job.value.assign(value);
     job.ttl = ttl;
     job.deadline = Clock::now() + timeout;
-    lane_->enqueue(std::move(job));
+    // The I/O threads are woken once the worker's loop has run what is ready now, not per job:
+    // a woken thread would otherwise preempt the worker in the middle of a handshake, and the
+    // jobs that one pass over the ready connections makes go to the threads in one wake-up.
+    if (lane_->enqueue(std::move(job)) && !wake_pending_) {
+      wake_pending_ = true;
+      event_active(wake_ev_, 0, 0);
+    }
     return id;
+  }
+
+  static void onWake(evutil_socket_t, short, void* arg) {
+    auto* self = static_cast<MemcachedStore*>(arg);
+    self->wake_pending_ = false;
+    self->lane_->wake();
   }
 
   std::shared_ptr<PendingOps> pending_;
   std::unique_ptr<Lane> lane_;
+  event* wake_ev_;
+  bool wake_pending_ = false;
 };
 
 }  // namespace

@@ -10,8 +10,8 @@
 #   CONNECTIONS=32   connections the load tool keeps in flight (default 32)
 #   THREADS=1        load tool threads (default 1)
 #   BACKEND=demo     use tessera-demo-backend instead of a one-worker nginx answering 200
-#   ONLY="nginx h2o" run only these rows (of: memory ring ring-nol1 nginx h2o h2o-x3); the targets
-#                    need memory, ring and nginx
+#   ONLY="nginx h2o" run only these rows (of: memory ring ring-nol1 ring-x1 nginx h2o h2o-x3); the
+#                    targets need memory, ring and nginx
 #   RESULTS_FILE=f   also append the table, with its header, to f
 #
 # Needs: nginx, memcached, curl, openssl, ss, pgrep, and optionally h2o (`make bench` installs
@@ -27,6 +27,11 @@
 #   its id, so after one round over the nodes the L1s answer nearly every lookup; this row makes
 #   every lookup go to the ring. (TLS 1.3 issues a new ticket per resumption, so each lookup
 #   there reaches the ring with or without L1.)
+# - "tessera ring x1, L1 off": one tessera process on the same ring with l1_entries 0, so every
+#   resumption is a ring lookup, as in the row above, but with one server process like the
+#   memory and nginx rows. On a 2-core machine the x3 rows also pay for three server processes
+#   taking turns on two cores; this row shows what the ring itself costs. Not cross-node, so it
+#   is not one of the target rows.
 # - "nginx shared cache": nginx, 1 worker, `ssl_session_cache shared:SSL:10m;
 #   ssl_session_tickets off;`: sessions resumed from its own shared-memory cache.
 # - "h2o memcached x1": h2o 2.2.5, 1 thread, `ssl-session-resumption: {mode: cache, cache-store:
@@ -62,9 +67,10 @@ readonly THREADS="${THREADS:-1}"
 readonly STARTUP_TIMEOUT=10  # seconds a process gets to start listening
 readonly CLUSTER_NODES=3
 # Rows of the table, in order: the key used in RESULT_* and the label printed.
-readonly SERVERS=(memory ring ring-nol1 nginx h2o h2o-x3)
+readonly SERVERS=(memory ring ring-nol1 ring-x1 nginx h2o h2o-x3)
 declare -rA LABEL=([memory]="tessera memory x1" [ring]="tessera ring x3"
-  [ring-nol1]="tessera ring x3, L1 off" [nginx]="nginx shared cache" [h2o]="h2o memcached x1"
+  [ring-nol1]="tessera ring x3, L1 off" [ring-x1]="tessera ring x1, L1 off"
+  [nginx]="nginx shared cache" [h2o]="h2o memcached x1"
   [h2o-x3]="h2o memcached x3")
 
 TMP=""
@@ -102,7 +108,7 @@ start_memcached() {
 
 # --- Server configurations --------------------------------------------------------------------
 
-# write_tessera_conf KIND PORT ADMIN_PORT FILE: KIND is memory, ring or ring-nol1.
+# write_tessera_conf KIND PORT ADMIN_PORT FILE: KIND is memory, ring, ring-nol1 or ring-x1.
 write_tessera_conf() {
   local kind=$1 servers="" p
   for p in "${MEMCACHED_PORTS[@]}"; do servers+="${servers:+, }127.0.0.1:$p"; done
@@ -135,7 +141,7 @@ EOF
       cat <<EOF
 session_cache:
   store: memcached
-  l1_entries: $([[ "$kind" == ring-nol1 ]] && echo 0 || echo 20000)
+  l1_entries: $([[ "$kind" == ring ]] && echo 20000 || echo 0)
   seal_keys:
     - { id: k1, file: $TMP/seal.key }
   memcached:
@@ -235,12 +241,12 @@ start_server() {
   SERVER_PIDS=()
   SERVER_PORTS=()
   ADMIN_PORTS=()
-  [[ "$name" == ring* || "$name" == *-x3 ]] && nodes=$CLUSTER_NODES
+  [[ "$name" == ring || "$name" == ring-nol1 || "$name" == *-x3 ]] && nodes=$CLUSTER_NODES
   for i in $(seq 1 "$nodes"); do
     alloc_port port
     logfile="$TMP/$name-$i.log"
     case "$name" in
-      memory | ring | ring-nol1)
+      memory | ring | ring-nol1 | ring-x1)
         alloc_port admin
         conf="$TMP/tessera-$name-$i.yaml"
         write_tessera_conf "$name" "$port" "$admin" "$conf"
@@ -452,7 +458,7 @@ bench_server() {
   fi
   case "$name" in
     memory | ring | nginx) modes=(full resume probe) ;;
-    ring-nol1) modes=(resume probe) ;;  # differs from "ring" only in how it resumes
+    ring-nol1 | ring-x1) modes=(resume probe) ;;  # differ from "ring" only in how they resume
     *) modes=(full resume) ;;
   esac
   for tls in 1.2 1.3; do
@@ -501,6 +507,19 @@ target_lines() {
   echo "- TLS $tls, $label: the same with one connection (no queueing): $verdict"
 }
 
+# ring_x1_lines TLS: the one-node ring row against the same bars, for comparison only (it is not
+# cross-node, so not a target row).
+ring_x1_lines() {
+  local tls=$1 hs nginx_hs
+  hs=${RESULT_HS["$tls/ring-x1/resume"]:-}
+  [[ -n "$hs" ]] || return 0
+  nginx_hs=${RESULT_HS["$tls/nginx/resume"]:-0}
+  echo "- TLS $tls, ${LABEL[ring-x1]} (for comparison, not a target row): handshakes/s"\
+    "$(awk -v a="$hs" -v b="$nginx_hs" 'BEGIN {if (b > 0) printf "%.2fx", a / b; else print "n/a"}')"\
+    "nginx's; added p99 with one connection $(latency_verdict \
+      "${RESULT_P99["$tls/ring-x1/probe"]:-}" "${RESULT_P99["$tls/memory/probe"]:-}")"
+}
+
 report() {
   local header table tls s mode key hs base ratio lines targets=""
   header="### Session benchmark, $(date -u), nproc=$(nproc)"$'\n\n'
@@ -509,7 +528,8 @@ report() {
   header+=" GET per connection so that tickets arrive; TLS 1.2: handshake only); resume: each"
   header+=" connection offers its newest session to the next node; full: no session offered."
   header+=" Ring rows: 3 tessera nodes (1 worker each) on a 3-node memcached ring, replicas 1,"
-  header+=" every resumption cross-node. Latency is TCP connect start to handshake done; in resume"
+  header+=" every resumption cross-node (\"ring x1\": one tessera node on the same ring, L1 off)."
+  header+=" Latency is TCP connect start to handshake done; in resume"
   header+=" mode it and resumed % leave out each connection's first (full) handshake. CPU µs/hs is"
   header+=" the servers' own CPU time (plus memcached's for the rows that use it) per handshake."
   header+=" \"resume, c=1\" rows use a single connection: handshake latency without queueing"
@@ -541,6 +561,10 @@ report() {
       lines=$(target_lines "$tls" "$s")
       [[ -z "$lines" ]] || targets+="$lines"$'\n'
     done
+  done
+  for tls in 1.2 1.3; do
+    lines=$(ring_x1_lines "$tls")
+    [[ -z "$lines" ]] || targets+="$lines"$'\n'
   done
   local text="$header"$'\n\n'"$table"$'\n\n'"Targets:"$'\n'"$targets"
   if ((${#NOTES[@]} > 0)); then

@@ -18,7 +18,7 @@
 
 namespace {
 
-using tessera::plugins::migration::JwkPtr;
+using tessera::plugins::JwkPtr;
 using tessera::plugins::migration::newJti;
 using tessera::plugins::migration::PassClaims;
 using tessera::plugins::migration::PassCodec;

@@ -19,6 +19,7 @@
 #include <utility>
 #include <vector>
 
+#include "plugins/cjose_handles.h"
 #include "plugins/encoding.h"
 #include "plugins/json_input.h"
 
@@ -69,45 +70,6 @@ constexpr Failure kDecryptAlgNotAllowed{"decrypt_alg_not_allowed",
                                         "claim encryption algorithm not allowed"};
 constexpr Failure kDecryptFailed{"decrypt_failed", "claim cannot be decrypted"};
 constexpr Failure kBadHeaderValue{"bad_header_value", "claim not valid in a header"};
-
-// --- cjose and OpenSSL handles ------------------------------------------------------------------
-
-struct JwsRelease {
-  void operator()(cjose_jws_t* jws) const { cjose_jws_release(jws); }
-};
-struct JweRelease {
-  void operator()(cjose_jwe_t* jwe) const { cjose_jwe_release(jwe); }
-};
-using JwsPtr = std::unique_ptr<cjose_jws_t, JwsRelease>;
-using JwePtr = std::unique_ptr<cjose_jwe_t, JweRelease>;
-
-// A decrypted claim: sensitive, so wiped before cjose's allocator gets it back.
-class Plaintext {
- public:
-  Plaintext(uint8_t* data, size_t size) : data_(data), size_(size) {}
-  Plaintext(const Plaintext&) = delete;
-  Plaintext& operator=(const Plaintext&) = delete;
-  ~Plaintext() {
-    if (data_ == nullptr) return;
-    OPENSSL_cleanse(data_, size_);
-    cjose_get_dealloc()(data_);
-  }
-  std::string_view view() const {
-    return {reinterpret_cast<const char*>(data_), data_ == nullptr ? 0 : size_};
-  }
-
- private:
-  uint8_t* data_;
-  size_t size_;
-};
-
-// cjose leaves OpenSSL's error queue filled when a check fails; a stale entry would be misread
-// by the next SSL_get_error() on this worker thread.
-template <typename T>
-T cleared(T value) {
-  ERR_clear_error();
-  return value;
-}
 
 // --- Encodings ----------------------------------------------------------------------------------
 

@@ -18,6 +18,7 @@
 #include <string_view>
 #include <utility>
 
+#include "plugins/cjose_handles.h"
 #include "plugins/config_fields.h"
 #include "plugins/plugin.h"
 
@@ -162,10 +163,6 @@ std::string stringMember(const Json& object, const char* name) {
   return it != object.end() && it->is_string() ? it->get<std::string>() : "";
 }
 
-struct CjoseJwkRelease {
-  void operator()(cjose_jwk_t* jwk) const { cjose_jwk_release(jwk); }
-};
-
 // Never returns a half-checked key: every failure names the file and the entry, nothing more (a
 // message must not echo key material into the logs).
 JwtKey importKey(const Item& item, const std::string& where, const Json& entry, KeyUse use) {
@@ -180,8 +177,7 @@ JwtKey importKey(const Item& item, const std::string& where, const Json& entry, 
   }
   std::string text = entry.dump();
   cjose_err err{};
-  std::shared_ptr<cjose_jwk_t> jwk(cjose_jwk_import(text.data(), text.size(), &err),
-                                   CjoseJwkRelease());
+  std::shared_ptr<cjose_jwk_t> jwk(cjose_jwk_import(text.data(), text.size(), &err), JwkRelease());
   if (!jwk) {
     // cjose leaves OpenSSL's queue filled; the next TLS call on this thread would misread it.
     ERR_clear_error();

@@ -13,6 +13,7 @@
 #include <limits>
 #include <nlohmann/json.hpp>
 
+#include "plugins/cjose_handles.h"
 #include "plugins/encoding.h"
 #include "plugins/json_input.h"
 
@@ -40,52 +41,6 @@ constexpr size_t kMaxJsonDepth = 4;
 constexpr size_t kMinRsaBits = 2048;
 // A JWK is a few kilobytes at most; anything far larger is the wrong file.
 constexpr size_t kMaxKeyFileBytes = 1 << 20;
-
-// --- cjose handles -------------------------------------------------------------------------------
-
-struct JwsRelease {
-  void operator()(cjose_jws_t* jws) const { cjose_jws_release(jws); }
-};
-struct JweRelease {
-  void operator()(cjose_jwe_t* jwe) const { cjose_jwe_release(jwe); }
-};
-struct HeaderRelease {
-  void operator()(cjose_header_t* header) const { cjose_header_release(header); }
-};
-// Buffers that cjose allocates for the caller.
-struct CjoseFree {
-  void operator()(void* data) const { cjose_get_dealloc()(data); }
-};
-using JwsPtr = std::unique_ptr<cjose_jws_t, JwsRelease>;
-using JwePtr = std::unique_ptr<cjose_jwe_t, JweRelease>;
-using HeaderPtr = std::unique_ptr<cjose_header_t, HeaderRelease>;
-using CjoseText = std::unique_ptr<char, CjoseFree>;
-
-// The decrypted inner token: it carries the claims, so it is wiped before cjose's allocator gets
-// it back.
-class Plaintext {
- public:
-  Plaintext(uint8_t* data, size_t size) : data_(data), size_(size) {}
-  Plaintext(const Plaintext&) = delete;
-  Plaintext& operator=(const Plaintext&) = delete;
-  ~Plaintext() {
-    OPENSSL_cleanse(data_, size_);
-    cjose_get_dealloc()(data_);
-  }
-  std::string_view view() const { return {reinterpret_cast<const char*>(data_), size_}; }
-
- private:
-  uint8_t* data_;
-  size_t size_;
-};
-
-// cjose leaves OpenSSL's error queue filled when a step fails; a stale entry would be misread by
-// the next SSL_get_error() on this thread.
-template <typename T>
-T cleared(T value) {
-  ERR_clear_error();
-  return value;
-}
 
 void wipe(std::string& text) { OPENSSL_cleanse(text.data(), text.size()); }
 

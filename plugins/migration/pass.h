@@ -33,6 +33,8 @@
 #include <string_view>
 #include <utility>
 
+#include "plugins/cjose_handles.h"
+
 namespace tessera::plugins::migration {
 
 // Far above a real pass (under 1 KiB with typical claims, either key type), and it bounds what an
@@ -77,11 +79,6 @@ std::string_view passStatusName(PassStatus status);
 // A fresh random jti: 16 bytes from RAND_bytes, base64url without padding (22 characters). Empty
 // if OpenSSL's generator fails, which issue() then refuses.
 std::string newJti();
-
-struct JwkRelease {
-  void operator()(cjose_jwk_t* jwk) const { cjose_jwk_release(jwk); }
-};
-using JwkPtr = std::unique_ptr<cjose_jwk_t, JwkRelease>;
 
 class PassCodec {
  public:

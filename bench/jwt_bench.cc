@@ -1,7 +1,8 @@
 // Micro benchmarks for the jwt plugin: what one request with a token costs in onRequestHeaders,
 // uncached (signature verification and claim decryption every time) and cached (the per-worker
 // verified-token cache answers). Keys, JWKS files and tokens are made at start-up with cjose, as
-// the auth center would; the plugin is driven through minimal fakes of the proxy's objects.
+// the auth center would; the plugin is driven through the unit tests' fakes of the proxy's objects
+// (tests/plugins/fakes.h).
 //
 // Uncached, by arg: 0 = ES256 + ECDH-ES (P-256), 1 = RS256 + RSA-OAEP (2048 bits). The cached
 // numbers are the same for both: a hash of the token and a map lookup.
@@ -11,26 +12,25 @@
 #include <stdlib.h>
 #include <yaml-cpp/yaml.h>
 
-#include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
-#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
 
-#include "cache/store.h"
 #include "plugins/jwt/jwt.h"
+#include "tests/plugins/fakes.h"
 
 namespace {
 
 using nlohmann::json;
 using namespace tessera::plugins;  // NOLINT: the bench drives this namespace's interface only
+using tessera::plugins::testing::FakeCallbacks;
+using tessera::plugins::testing::FakeContext;
+using tessera::plugins::testing::FakeRequest;
 
 constexpr int64_t kNow = 1'700'000'000;
 
@@ -146,131 +146,22 @@ const Fixture& fixture() {
   return instance;
 }
 
-// --- Minimal fakes: a request with a few headers, a context with a fixed clock ------------------
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                    [](char x, char y) { return std::tolower(x) == std::tolower(y); });
-}
-
-class BenchRequest : public Request {
- public:
-  explicit BenchRequest(std::vector<HeaderField> fields) : fields_(std::move(fields)) {}
-  std::string_view method() const override { return "GET"; }
-  bool hasBody() const override { return false; }
-  std::optional<uint64_t> contentLength() const override { return std::nullopt; }
-  std::string_view target() const override { return "/api/orders"; }
-  std::string_view host() const override { return "shop.example"; }
-  std::optional<std::string_view> header(std::string_view name) const override {
-    for (const HeaderField& f : fields_) {
-      if (equalsIgnoreCase(f.name, name)) return f.value;
-    }
-    return std::nullopt;
-  }
-  std::vector<std::string_view> headers(std::string_view name) const override {
-    std::vector<std::string_view> out;
-    for (const HeaderField& f : fields_) {
-      if (equalsIgnoreCase(f.name, name)) out.push_back(f.value);
-    }
-    return out;
-  }
-  void setHeader(std::string_view name, std::string_view value) override {
-    removeHeader(name);
-    fields_.push_back({std::string(name), std::string(value)});
-  }
-  void removeHeader(std::string_view name) override {
-    std::erase_if(fields_, [&](const HeaderField& f) { return equalsIgnoreCase(f.name, name); });
-  }
-
- private:
-  std::vector<HeaderField> fields_;
-};
-
-class BenchCallbacks : public Callbacks {
- public:
-  void resume() override {}
-  void sendLocalReply(int, std::vector<HeaderField>, std::string) override { ++replies; }
-  int replies = 0;
-};
-
-class NullStore : public tessera::cache::Store {
- public:
-  tessera::cache::OpId get(std::string_view, tessera::cache::Millis,
-                           tessera::cache::Callback) override {
-    return 1;
-  }
-  tessera::cache::OpId set(std::string_view, std::string_view, tessera::cache::Seconds,
-                           tessera::cache::Millis, tessera::cache::Callback) override {
-    return 1;
-  }
-  tessera::cache::OpId add(std::string_view, std::string_view, tessera::cache::Seconds,
-                           tessera::cache::Millis, tessera::cache::Callback) override {
-    return 1;
-  }
-  tessera::cache::OpId remove(std::string_view, tessera::cache::Millis,
-                              tessera::cache::Callback) override {
-    return 1;
-  }
-  tessera::cache::OpId increment(std::string_view, tessera::cache::Seconds, tessera::cache::Millis,
-                                 tessera::cache::Callback) override {
-    return 1;
-  }
-  void cancel(tessera::cache::OpId) override {}
-};
-
-class BenchContext : public Context {
- public:
-  tessera::cache::Store& store() override { return store_; }
-  std::chrono::system_clock::time_point now() const override {
-    return std::chrono::system_clock::time_point(std::chrono::seconds(kNow));
-  }
-  std::string_view clientIp() const override { return "192.0.2.7"; }
-  std::string_view scheme() const override { return "https"; }
-  std::string deviceFingerprint(const std::vector<std::string>&, int, int) const override {
-    return "";
-  }
-  std::string seal(std::string_view, std::string_view) const override { return ""; }
-  std::optional<std::string> open(std::string_view, std::string_view) const override {
-    return std::nullopt;
-  }
-  void audit(std::string_view,
-             std::initializer_list<std::pair<std::string_view, std::string_view>>) override {}
-  void count(std::string_view) override {}
-  bool clientCertificateVerified() const override { return false; }
-  uint64_t post(std::string_view, const OutboundTls&, std::string, std::string_view,
-                std::chrono::milliseconds, OutboundCallback) override {
-    std::abort();  // jwt makes no HTTPS calls
-    return 1;
-  }
-  void cancelPost(uint64_t) override {}
-  void share(std::string_view name, std::string_view value) override {
-    shared_values[std::string(name)] = value;
-  }
-  std::optional<std::string_view> shared(std::string_view name) const override {
-    auto it = shared_values.find(name);
-    if (it == shared_values.end()) return std::nullopt;
-    return it->second;
-  }
-  std::map<std::string, std::string, std::less<>> shared_values;
-
- private:
-  NullStore store_;
-};
-
 // One request per iteration, as the proxy makes it: a fresh instance, the hook, onDestroy. The
 // pk_ops counter shows the public-key operations per request (cached: only the first request's).
 void runRequests(benchmark::State& state, const Factory& factory, const std::string& token) {
   uint64_t before = jwtPublicKeyOperations();
-  BenchContext context;
-  BenchCallbacks callbacks;
+  FakeContext context;  // jwt makes no HTTPS calls: a post() aborts
+  context.wall_time = std::chrono::system_clock::time_point(std::chrono::seconds(kNow));
+  FakeCallbacks callbacks;
   const std::string authorization = "Bearer " + token;
   for (auto _ : state) {
-    BenchRequest request({{"Authorization", authorization}, {"Accept", "*/*"}});
+    FakeRequest request("GET", "/api/orders",
+                        {{"Authorization", authorization}, {"Accept", "*/*"}});
     std::unique_ptr<Plugin> plugin = factory.create(context, callbacks);
     Verdict verdict = plugin->onRequestHeaders(request);
     plugin->onDestroy();
     benchmark::DoNotOptimize(verdict);
-    if (callbacks.replies != 0) {
+    if (!callbacks.replies.empty()) {
       state.SkipWithError("the plugin refused the token");
       break;
     }

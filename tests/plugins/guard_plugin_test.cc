@@ -10,7 +10,6 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -32,6 +31,7 @@
 #include "plugins/guard/guard.h"
 #include "plugins/guard/key_agreement.h"
 #include "plugins/guard/signature.h"
+#include "tests/plugins/fakes.h"
 
 namespace tessera::plugins::guard {
 namespace {
@@ -42,6 +42,14 @@ using Json = nlohmann::json;
 using std::chrono::hours;
 using std::chrono::milliseconds;
 using std::chrono::seconds;
+using testing::AuditEvent;
+using testing::equalsIgnoreCase;
+using testing::FakeCallbacks;
+using testing::FakeContext;
+using testing::FakeRequest;
+using testing::FakeResponse;
+using testing::Headers;
+using testing::Reply;
 
 // 2025-03-14 12:00:15.123 UTC: 15 s into a minute, and a millisecond part that shows.
 constexpr int64_t kStartSeconds = 1'741'953'615;
@@ -79,178 +87,6 @@ bool stepUntil(event_base* base, Cond cond, int max_steps = 1000) {
 void stepIdle(event_base* base) {
   for (int i = 0; i < 10; ++i) event_base_loop(base, EVLOOP_NONBLOCK);
 }
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                    [](char x, char y) { return std::tolower(x) == std::tolower(y); });
-}
-
-// Header lines, names compared case-insensitively, as Request and Response promise.
-class Headers {
- public:
-  explicit Headers(std::vector<HeaderField> fields) : fields_(std::move(fields)) {}
-  std::optional<std::string_view> first(std::string_view name) const {
-    std::vector<std::string_view> all = every(name);
-    if (all.empty()) return std::nullopt;
-    return all.front();
-  }
-  std::vector<std::string_view> every(std::string_view name) const {
-    std::vector<std::string_view> out;
-    for (const HeaderField& f : fields_) {
-      if (equalsIgnoreCase(f.name, name)) out.push_back(f.value);
-    }
-    return out;
-  }
-  void set(std::string_view name, std::string_view value) {
-    remove(name);
-    fields_.push_back({std::string(name), std::string(value)});
-  }
-  void remove(std::string_view name) {
-    std::erase_if(fields_, [&](const HeaderField& f) { return equalsIgnoreCase(f.name, name); });
-  }
-  const std::vector<HeaderField>& fields() const { return fields_; }
-
- private:
-  std::vector<HeaderField> fields_;
-};
-
-class FakeRequest : public Request {
- public:
-  FakeRequest(std::string method, std::string target, std::vector<HeaderField> fields)
-      : method_(std::move(method)), target_(std::move(target)), headers_(std::move(fields)) {}
-  std::string_view method() const override { return method_; }
-  std::string_view target() const override { return target_; }
-  std::string_view host() const override { return "shop.test"; }
-  // The framing as the proxy's parser reads it: a decimal Content-Length, or chunked.
-  bool hasBody() const override { return chunked() || contentLength().value_or(0) > 0; }
-  std::optional<uint64_t> contentLength() const override {
-    std::optional<std::string_view> text = headers_.first("content-length");
-    if (chunked() || !text) return std::nullopt;
-    uint64_t n = 0;
-    for (char c : *text) {
-      if (c < '0' || c > '9') return std::nullopt;
-      n = n > (UINT64_MAX - 9) / 10 ? UINT64_MAX : n * 10 + static_cast<uint64_t>(c - '0');
-    }
-    return n;
-  }
-  std::optional<std::string_view> header(std::string_view name) const override {
-    return headers_.first(name);
-  }
-  std::vector<std::string_view> headers(std::string_view name) const override {
-    return headers_.every(name);
-  }
-  void setHeader(std::string_view name, std::string_view value) override {
-    headers_.set(name, value);
-  }
-  void removeHeader(std::string_view name) override { headers_.remove(name); }
-  const std::vector<HeaderField>& fields() const { return headers_.fields(); }
-  bool chunked() const {
-    std::optional<std::string_view> te = headers_.first("transfer-encoding");
-    return te && te->find("chunked") != std::string_view::npos;
-  }
-
- private:
-  std::string method_;
-  std::string target_;
-  Headers headers_;
-};
-
-class FakeResponse : public Response {
- public:
-  explicit FakeResponse(std::vector<HeaderField> fields) : headers_(std::move(fields)) {}
-  int status() const override { return 200; }
-  std::optional<std::string_view> header(std::string_view name) const override {
-    return headers_.first(name);
-  }
-  std::vector<std::string_view> headers(std::string_view name) const override {
-    return headers_.every(name);
-  }
-  void setHeader(std::string_view name, std::string_view value) override {
-    headers_.set(name, value);
-  }
-  void removeHeader(std::string_view name) override { headers_.remove(name); }
-  const std::vector<HeaderField>& fields() const { return headers_.fields(); }
-
- private:
-  Headers headers_;
-};
-
-struct Reply {
-  int status = 0;
-  std::vector<HeaderField> headers;
-  std::string body;
-};
-
-class FakeCallbacks : public Callbacks {
- public:
-  void resume() override { ++resumes; }
-  void sendLocalReply(int status, std::vector<HeaderField> headers, std::string body) override {
-    replies.push_back({status, std::move(headers), std::move(body)});
-  }
-  size_t answers() const { return resumes + replies.size(); }
-
-  size_t resumes = 0;
-  std::vector<Reply> replies;
-};
-
-struct AuditEvent {
-  std::string event;
-  std::map<std::string, std::string, std::less<>> fields;
-};
-
-// The proxy's side: a clock the test moves, the client's address, one fixed device fingerprint,
-// real sealing, and counters and audit events kept for the test to read.
-class FakeContext : public Context {
- public:
-  FakeContext(cache::Store& store, const cache::Sealer& sealer) : store_(store), sealer_(sealer) {}
-
-  cache::Store& store() override { return store_; }
-  std::chrono::system_clock::time_point now() const override { return wall_time; }
-  std::string_view clientIp() const override { return ip; }
-  std::string_view scheme() const override { return "https"; }
-  std::string deviceFingerprint(const std::vector<std::string>&, int, int) const override {
-    return device;
-  }
-  std::string seal(std::string_view aad, std::string_view plaintext) const override {
-    return sealer_.seal(aad, plaintext);
-  }
-  std::optional<std::string> open(std::string_view aad, std::string_view sealed) const override {
-    return sealer_.open(aad, sealed);
-  }
-  void audit(std::string_view event,
-             std::initializer_list<std::pair<std::string_view, std::string_view>> fields) override {
-    AuditEvent e{std::string(event), {}};
-    for (const auto& [k, v] : fields) e.fields.emplace(k, v);
-    audits.push_back(std::move(e));
-  }
-  void count(std::string_view event) override { ++counts[std::string(event)]; }
-  bool clientCertificateVerified() const override { return false; }
-  uint64_t post(std::string_view, const OutboundTls&, std::string, std::string_view,
-                std::chrono::milliseconds, OutboundCallback) override {
-    ADD_FAILURE() << "guard makes no HTTPS calls";
-    return 1;
-  }
-  void cancelPost(uint64_t) override {}
-  void share(std::string_view name, std::string_view value) override {
-    shared_values[std::string(name)] = value;
-  }
-  std::optional<std::string_view> shared(std::string_view name) const override {
-    auto it = shared_values.find(name);
-    if (it == shared_values.end()) return std::nullopt;
-    return it->second;
-  }
-
-  std::string ip = "10.0.0.1";
-  std::string device{kDevice};
-  std::chrono::system_clock::time_point wall_time{milliseconds(kStartMillis)};
-  std::vector<AuditEvent> audits;
-  std::map<std::string, int, std::less<>> counts;
-  std::map<std::string, std::string, std::less<>> shared_values;
-
- private:
-  cache::Store& store_;
-  const cache::Sealer& sealer_;
-};
 
 // A request as the proxy hands it over: the head, then the body in pieces (none: no body), then,
 // if it went upstream, a response: its head (these headers and Set-Cookie lines), then its body.
@@ -399,6 +235,13 @@ class Random {
 
 class GuardPluginTest : public ::testing::Test {
  protected:
+  // The proxy's side: a clock the test moves, one fixed device fingerprint, real sealing.
+  GuardPluginTest() {
+    context_.wall_time = std::chrono::system_clock::time_point(milliseconds(kStartMillis));
+    context_.device = std::string(kDevice);
+    context_.on_post = [](std::string_view) { ADD_FAILURE() << "guard makes no HTTPS calls"; };
+  }
+
   void SetUp() override {
     std::string error;
     crypto_ = GuardCrypto::create(&error);
@@ -419,7 +262,7 @@ class GuardPluginTest : public ::testing::Test {
     size_t audits_before = context_.audits.size();
     FakeCallbacks callbacks;
     std::unique_ptr<Plugin> plugin = factory.create(context_, callbacks);
-    FakeRequest request(call.method, call.target, call.headers);
+    FakeRequest request(call.method, call.target, call.headers, "shop.test");
     size_t stops = 0;
     auto settle = [&](Verdict v) {
       if (v == Verdict::kStop) {

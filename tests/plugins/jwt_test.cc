@@ -10,12 +10,9 @@
 #include <stdlib.h>
 #include <yaml-cpp/yaml.h>
 
-#include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <filesystem>
 #include <fstream>
-#include <map>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
@@ -23,8 +20,8 @@
 #include <string_view>
 #include <vector>
 
-#include "cache/store.h"
 #include "plugins/jwt/jwt_config.h"
+#include "tests/plugins/fakes.h"
 
 namespace tessera::plugins {
 namespace {
@@ -32,6 +29,11 @@ namespace {
 using Json = nlohmann::json;
 using std::chrono::seconds;
 using std::chrono::sys_seconds;
+using testing::equalsIgnoreCase;
+using testing::FakeCallbacks;
+using testing::FakeContext;
+using testing::FakeRequest;
+using testing::Reply;
 
 constexpr std::string_view kIssuer = "https://auth.example";
 constexpr int64_t kNow = 1'700'000'000;
@@ -164,120 +166,6 @@ const Keys& keys() {
   return instance;
 }
 
-// --- A fake proxy around the plugin -------------------------------------------------------------
-
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                    [](char x, char y) { return std::tolower(x) == std::tolower(y); });
-}
-
-class FakeRequest : public Request {
- public:
-  explicit FakeRequest(std::vector<HeaderField> fields) : fields_(std::move(fields)) {}
-  std::string_view method() const override { return "GET"; }
-  bool hasBody() const override { return false; }
-  std::optional<uint64_t> contentLength() const override { return std::nullopt; }
-  std::string_view target() const override { return "/api/orders"; }
-  std::string_view host() const override { return "shop.example"; }
-  std::optional<std::string_view> header(std::string_view name) const override {
-    std::vector<std::string_view> all = headers(name);
-    if (all.empty()) return std::nullopt;
-    return all.front();
-  }
-  std::vector<std::string_view> headers(std::string_view name) const override {
-    std::vector<std::string_view> out;
-    for (const HeaderField& f : fields_) {
-      if (equalsIgnoreCase(f.name, name)) out.push_back(f.value);
-    }
-    return out;
-  }
-  void setHeader(std::string_view name, std::string_view value) override {
-    removeHeader(name);
-    fields_.push_back({std::string(name), std::string(value)});
-  }
-  void removeHeader(std::string_view name) override {
-    std::erase_if(fields_, [&](const HeaderField& f) { return equalsIgnoreCase(f.name, name); });
-  }
-
- private:
-  std::vector<HeaderField> fields_;
-};
-
-struct Reply {
-  int status = 0;
-  std::vector<HeaderField> headers;
-  std::string body;
-};
-
-class FakeCallbacks : public Callbacks {
- public:
-  void resume() override { ++resumes; }
-  void sendLocalReply(int status, std::vector<HeaderField> headers, std::string body) override {
-    replies.push_back({status, std::move(headers), std::move(body)});
-  }
-  int resumes = 0;
-  std::vector<Reply> replies;
-};
-
-// The plugin never touches the store; a call would show up as a crash-free no-op here.
-class NullStore : public cache::Store {
- public:
-  cache::OpId get(std::string_view, cache::Millis, cache::Callback) override { return 1; }
-  cache::OpId set(std::string_view, std::string_view, cache::Seconds, cache::Millis,
-                  cache::Callback) override {
-    return 1;
-  }
-  cache::OpId add(std::string_view, std::string_view, cache::Seconds, cache::Millis,
-                  cache::Callback) override {
-    return 1;
-  }
-  cache::OpId remove(std::string_view, cache::Millis, cache::Callback) override { return 1; }
-  cache::OpId increment(std::string_view, cache::Seconds, cache::Millis, cache::Callback) override {
-    return 1;
-  }
-  void cancel(cache::OpId) override {}
-};
-
-class FakeContext : public Context {
- public:
-  cache::Store& store() override { return store_; }
-  std::chrono::system_clock::time_point now() const override { return now_; }
-  std::string_view clientIp() const override { return "192.0.2.7"; }
-  std::string_view scheme() const override { return "https"; }
-  std::string deviceFingerprint(const std::vector<std::string>&, int, int) const override {
-    return "";
-  }
-  std::string seal(std::string_view, std::string_view) const override { return ""; }
-  std::optional<std::string> open(std::string_view, std::string_view) const override {
-    return std::nullopt;
-  }
-  void audit(std::string_view,
-             std::initializer_list<std::pair<std::string_view, std::string_view>>) override {}
-  void count(std::string_view event) override { ++counts[std::string(event)]; }
-  bool clientCertificateVerified() const override { return false; }
-  uint64_t post(std::string_view, const OutboundTls&, std::string, std::string_view,
-                std::chrono::milliseconds, OutboundCallback) override {
-    ADD_FAILURE() << "jwt makes no HTTPS calls";
-    return 1;
-  }
-  void cancelPost(uint64_t) override {}
-  void share(std::string_view name, std::string_view value) override {
-    shared_values[std::string(name)] = value;
-  }
-  std::optional<std::string_view> shared(std::string_view name) const override {
-    auto it = shared_values.find(name);
-    if (it == shared_values.end()) return std::nullopt;
-    return it->second;
-  }
-  std::map<std::string, std::string, std::less<>> shared_values;
-
-  std::chrono::system_clock::time_point now_{seconds(kNow)};
-  std::map<std::string, int> counts;
-
- private:
-  NullStore store_;
-};
-
 // --- The fixture --------------------------------------------------------------------------------
 
 std::string configYaml(std::string_view extra = "") {
@@ -324,6 +212,12 @@ struct Outcome {
 
 class JwtTest : public ::testing::Test {
  protected:
+  // The proxy's side: a clock the test moves, no store.
+  JwtTest() {
+    context_.wall_time = sys_seconds(seconds(kNow));
+    context_.on_post = [](std::string_view) { ADD_FAILURE() << "jwt makes no HTTPS calls"; };
+  }
+
   void SetUp() override { factory_ = makeJwtFactory("api_jwt", YAML::Load(configYaml())); }
 
   void reconfigure(std::string_view extra) {
@@ -332,12 +226,12 @@ class JwtTest : public ::testing::Test {
 
   Outcome send(std::vector<HeaderField> headers) {
     Outcome outcome;
-    outcome.request = std::make_shared<FakeRequest>(std::move(headers));
+    outcome.request = std::make_shared<FakeRequest>("GET", "/api/orders", std::move(headers));
     FakeCallbacks callbacks;
     std::unique_ptr<Plugin> plugin = factory_->create(context_, callbacks);
     outcome.verdict = plugin->onRequestHeaders(*outcome.request);
     plugin->onDestroy();
-    EXPECT_EQ(callbacks.resumes, 0);  // synchronous: nothing to resume
+    EXPECT_EQ(callbacks.resumes, 0u);  // synchronous: nothing to resume
     EXPECT_LE(callbacks.replies.size(), 1u);
     if (!callbacks.replies.empty()) {
       outcome.reply = callbacks.replies.front();
@@ -641,11 +535,11 @@ TEST_F(JwtTest, CachedEntryExpiresWithTheToken) {
   expectPassed(sendToken(jwt));
   uint64_t before = jwtPublicKeyOperations();
 
-  context_.now_ += seconds(159);  // exp + skew - 1: still served from the cache
+  context_.wall_time += seconds(159);  // exp + skew - 1: still served from the cache
   expectPassed(sendToken(jwt));
   EXPECT_EQ(jwtPublicKeyOperations(), before);
 
-  context_.now_ += seconds(1);  // exp + skew: the entry is gone, and the token with it
+  context_.wall_time += seconds(1);  // exp + skew: the entry is gone, and the token with it
   expectRefused(sendToken(jwt), "invalid_token", "expired");
   EXPECT_EQ(jwtPublicKeyOperations(), before + 1);  // verified again, not answered from memory
 }

@@ -8,8 +8,6 @@
 #include <gtest/gtest.h>
 #include <yaml-cpp/yaml.h>
 
-#include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <map>
@@ -23,6 +21,7 @@
 #include "cache/memory_store.h"
 #include "cache/pending_ops.h"
 #include "plugins/session_binding/session_binding_config.h"
+#include "tests/plugins/fakes.h"
 
 namespace tessera::plugins {
 namespace {
@@ -32,6 +31,11 @@ using cache::Seconds;
 using std::chrono::hours;
 using std::chrono::minutes;
 using Config = SessionBindingConfig;
+using testing::FakeCallbacks;
+using testing::FakeContext;
+using testing::FakeRequest;
+using testing::FakeResponse;
+using testing::Reply;
 
 // SHA-256("abc"), the FIPS 180-2 test vector: the store key of the cookie value "abc".
 constexpr std::string_view kAbcKey =
@@ -183,99 +187,6 @@ void runFor(event_base* base, Millis d) {
   event_free(timer);
 }
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                    [](char x, char y) { return std::tolower(x) == std::tolower(y); });
-}
-
-// Header lines, names compared case-insensitively, as Request and Response promise.
-class Headers {
- public:
-  explicit Headers(std::vector<HeaderField> fields) : fields_(std::move(fields)) {}
-  std::optional<std::string_view> first(std::string_view name) const {
-    std::vector<std::string_view> all = every(name);
-    if (all.empty()) return std::nullopt;
-    return all.front();
-  }
-  std::vector<std::string_view> every(std::string_view name) const {
-    std::vector<std::string_view> out;
-    for (const HeaderField& f : fields_) {
-      if (equalsIgnoreCase(f.name, name)) out.push_back(f.value);
-    }
-    return out;
-  }
-  void set(std::string_view name, std::string_view value) {
-    remove(name);
-    fields_.push_back({std::string(name), std::string(value)});
-  }
-  void remove(std::string_view name) {
-    std::erase_if(fields_, [&](const HeaderField& f) { return equalsIgnoreCase(f.name, name); });
-  }
-
- private:
-  std::vector<HeaderField> fields_;
-};
-
-class FakeRequest : public Request {
- public:
-  explicit FakeRequest(std::vector<HeaderField> fields) : headers_(std::move(fields)) {}
-  std::string_view method() const override { return "GET"; }
-  bool hasBody() const override { return false; }
-  std::optional<uint64_t> contentLength() const override { return std::nullopt; }
-  std::string_view target() const override { return "/account"; }
-  std::string_view host() const override { return "shop.example"; }
-  std::optional<std::string_view> header(std::string_view name) const override {
-    return headers_.first(name);
-  }
-  std::vector<std::string_view> headers(std::string_view name) const override {
-    return headers_.every(name);
-  }
-  void setHeader(std::string_view name, std::string_view value) override {
-    headers_.set(name, value);
-  }
-  void removeHeader(std::string_view name) override { headers_.remove(name); }
-
- private:
-  Headers headers_;
-};
-
-class FakeResponse : public Response {
- public:
-  explicit FakeResponse(std::vector<HeaderField> fields) : headers_(std::move(fields)) {}
-  int status() const override { return 200; }
-  std::optional<std::string_view> header(std::string_view name) const override {
-    return headers_.first(name);
-  }
-  std::vector<std::string_view> headers(std::string_view name) const override {
-    return headers_.every(name);
-  }
-  void setHeader(std::string_view name, std::string_view value) override {
-    headers_.set(name, value);
-  }
-  void removeHeader(std::string_view name) override { headers_.remove(name); }
-
- private:
-  Headers headers_;
-};
-
-struct Reply {
-  int status = 0;
-  std::vector<HeaderField> headers;
-  std::string body;
-};
-
-class FakeCallbacks : public Callbacks {
- public:
-  void resume() override { ++resumes; }
-  void sendLocalReply(int status, std::vector<HeaderField> headers, std::string body) override {
-    replies.push_back({status, std::move(headers), std::move(body)});
-  }
-  size_t answers() const { return resumes + replies.size(); }
-
-  size_t resumes = 0;
-  std::vector<Reply> replies;
-};
-
 // The real store underneath, with a count of the calls made to it. In kStall mode gets are never
 // answered (they time out); in kFail mode they fail. Either way the callback comes from the loop.
 class ProbeStore : public cache::Store {
@@ -335,78 +246,6 @@ class ProbeStore : public cache::Store {
   std::set<cache::OpId> own_ids_;
 };
 
-struct AuditEvent {
-  std::string event;
-  std::map<std::string, std::string, std::less<>> fields;
-};
-
-// The device is whatever `ip` says. Sealing is a strict reversible transform bound to the aad, so
-// a record moved to another key, or a value the plugin never sealed, does not open.
-class FakeContext : public Context {
- public:
-  explicit FakeContext(cache::Store& store) : store_(store) {}
-
-  cache::Store& store() override { return store_; }
-  std::chrono::system_clock::time_point now() const override { return wall_time; }
-  std::string_view clientIp() const override { return ip; }
-  std::string_view scheme() const override { return "https"; }
-  std::string deviceFingerprint(const std::vector<std::string>& attributes, int ipv4_prefix,
-                                int ipv6_prefix) const override {
-    ++fingerprints;
-    last_attributes = attributes;
-    last_prefixes = {ipv4_prefix, ipv6_prefix};
-    return "ip=" + ip;
-  }
-  std::string seal(std::string_view aad, std::string_view plaintext) const override {
-    return "sealed|" + std::string(aad) + "|" + std::string(plaintext);
-  }
-  std::optional<std::string> open(std::string_view aad, std::string_view sealed) const override {
-    std::string prefix = "sealed|" + std::string(aad) + "|";
-    if (!sealed.starts_with(prefix)) return std::nullopt;
-    return std::string(sealed.substr(prefix.size()));
-  }
-  void audit(std::string_view event,
-             std::initializer_list<std::pair<std::string_view, std::string_view>> fields) override {
-    AuditEvent e{std::string(event), {}};
-    for (const auto& [k, v] : fields) e.fields.emplace(k, v);
-    audits.push_back(std::move(e));
-  }
-  void count(std::string_view event) override { ++counts[std::string(event)]; }
-  bool clientCertificateVerified() const override { return false; }
-  uint64_t post(std::string_view, const OutboundTls&, std::string, std::string_view,
-                std::chrono::milliseconds, OutboundCallback) override {
-    ADD_FAILURE() << "session_binding makes no HTTPS calls";
-    return 1;
-  }
-  void cancelPost(uint64_t) override {}
-  void share(std::string_view name, std::string_view value) override {
-    shared_values[std::string(name)] = value;
-  }
-  std::optional<std::string_view> shared(std::string_view name) const override {
-    auto it = shared_values.find(name);
-    if (it == shared_values.end()) return std::nullopt;
-    return it->second;
-  }
-  std::map<std::string, std::string, std::less<>> shared_values;
-
-  int counted(const std::string& event) const {
-    auto it = counts.find(event);
-    return it == counts.end() ? 0 : it->second;
-  }
-
-  std::string ip = "10.0.0.1";
-  std::chrono::system_clock::time_point wall_time =
-      std::chrono::sys_days(std::chrono::year(2025) / 3 / 14) + hours(12);
-  std::vector<AuditEvent> audits;
-  std::map<std::string, int> counts;
-  mutable int fingerprints = 0;
-  mutable std::vector<std::string> last_attributes;
-  mutable std::pair<int, int> last_prefixes;
-
- private:
-  cache::Store& store_;
-};
-
 // "Fri, 14 Mar 2025 12:00:00 GMT"
 std::string httpDate(std::chrono::system_clock::time_point t) {
   static constexpr const char* kDays[] = {"Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"};
@@ -435,6 +274,13 @@ struct Outcome {
 
 class SessionBindingTest : public ::testing::Test {
  protected:
+  // The proxy's side: the device is whatever `ip` says; sealing is the fake's strict transform.
+  SessionBindingTest() {
+    context_.on_post = [](std::string_view) {
+      ADD_FAILURE() << "session_binding makes no HTTPS calls";
+    };
+  }
+
   std::shared_ptr<const Factory> factory(const std::string& extra = "",
                                          const std::string& cookies = "[SESSIONID]") {
     return makeSessionBindingFactory(
@@ -448,7 +294,7 @@ class SessionBindingTest : public ::testing::Test {
               std::vector<std::string> set_cookies = {}) {
     FakeCallbacks callbacks;  // outlives the plugin, as the contract says
     std::unique_ptr<Plugin> plugin = factory.create(context_, callbacks);
-    FakeRequest request(std::move(request_headers));
+    FakeRequest request("GET", "/account", std::move(request_headers));
     Outcome out;
     out.verdict = plugin->onRequestHeaders(request);
     // A refusal decided from the head alone may come inside the hook; a store answer never does.
@@ -536,7 +382,7 @@ TEST_F(SessionBindingTest, TheLoginResponseWaitsUntilTheBindingIsStored) {
   auto f = factory();
   FakeCallbacks callbacks;
   std::unique_ptr<Plugin> plugin = f->create(context_, callbacks);
-  FakeRequest request(std::vector<HeaderField>{});
+  FakeRequest request("GET", "/account", {});
   ASSERT_EQ(plugin->onRequestHeaders(request), Verdict::kContinue);
   FakeResponse response(std::vector<HeaderField>{{"Set-Cookie", "SESSIONID=abc"}});
   ASSERT_EQ(plugin->onResponseHeaders(response), Verdict::kStop);
@@ -859,7 +705,7 @@ TEST_F(SessionBindingTest, DestroyWhileLookupPendingCancelsIt) {
     auto f = factory("timeout: 1ms\n");
     FakeCallbacks callbacks;
     std::unique_ptr<Plugin> plugin = f->create(context_, callbacks);
-    FakeRequest request(std::vector<HeaderField>{{"Cookie", "SESSIONID=abc"}});
+    FakeRequest request("GET", "/account", {{"Cookie", "SESSIONID=abc"}});
     ASSERT_EQ(plugin->onRequestHeaders(request), Verdict::kStop);
     plugin->onDestroy();  // the client went away
     plugin.reset();
@@ -884,7 +730,7 @@ TEST_F(SessionBindingTest, InstancesOutliveTheirFactory) {
   FakeCallbacks callbacks;
   std::unique_ptr<Plugin> plugin = f->create(context_, callbacks);
   f.reset();  // a config reload while the request waits
-  FakeRequest request(std::vector<HeaderField>{{"Cookie", "SESSIONID=abc"}});
+  FakeRequest request("GET", "/account", {{"Cookie", "SESSIONID=abc"}});
   ASSERT_EQ(plugin->onRequestHeaders(request), Verdict::kStop);
   EXPECT_TRUE(stepUntil(base_.get(), [&] { return callbacks.answers() > 0; }));
   EXPECT_EQ(callbacks.resumes, 1u);

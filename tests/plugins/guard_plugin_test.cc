@@ -1320,7 +1320,8 @@ TEST_F(GuardPluginTest, SealedRepliesOpenWithTheAgreedKey) {
   s.nonce = "nonce-2";
   Call compressed = signedCall(k, "sess-A", s);
   compressed.response_headers = {{"Content-Type", "text/html"}, {"Content-Encoding", "gzip"}};
-  compressed.response_body = std::string("\x1f\x8b\x08 secret order page", 24);
+  compressed.response_body =
+      std::string("\x1f\x8b\x08 secret order page");  // gzip magic, then text
   out = run(*f, compressed);
   ASSERT_TRUE(out.passed) << out;
   EXPECT_EQ(out.responseHeader("X-Tessera-Guard"), "seal_refused_encoded");

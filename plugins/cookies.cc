@@ -164,9 +164,49 @@ std::optional<SetCookie> parseSetCookie(std::string_view line) {
     } else if (equalsIgnoreCase(name, "expires")) {
       cookie.has_expires = true;
       cookie.expires = parseHttpDate(value);
+    } else if (equalsIgnoreCase(name, "path")) {
+      cookie.path = value;  // the last one wins, as in browsers
+    } else if (equalsIgnoreCase(name, "domain")) {
+      cookie.domain = value;
     }
   }
   return cookie;
+}
+
+std::string defaultPath(std::string_view request_target) {
+  std::string_view path = request_target;
+  if (size_t scheme = path.find("://"); scheme != std::string_view::npos && path.front() != '/') {
+    size_t slash = path.find('/', scheme + 3);
+    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash);
+  }
+  path = path.substr(0, path.find_first_of("?#"));
+  size_t last = path.rfind('/');
+  if (path.empty() || path.front() != '/' || last == 0) return "/";
+  return std::string(path.substr(0, last));
+}
+
+std::string_view cookiePath(const SetCookie& cookie, std::string_view default_path) {
+  return !cookie.path.empty() && cookie.path.front() == '/' ? cookie.path : default_path;
+}
+
+namespace {
+
+// Printable ASCII without ';' and ',': what an attribute value may hold in a Set-Cookie line.
+bool isAttributeValue(std::string_view value) {
+  return std::all_of(value.begin(), value.end(),
+                     [](char c) { return c > 0x20 && c < 0x7f && c != ';' && c != ','; });
+}
+
+}  // namespace
+
+std::string expiredSetCookie(std::string_view name, std::string_view path,
+                             std::string_view domain) {
+  std::string line(name);
+  line += "=";
+  if (!path.empty() && isAttributeValue(path)) line.append("; Path=").append(path);
+  if (!domain.empty() && isAttributeValue(domain)) line.append("; Domain=").append(domain);
+  line += "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT";
+  return line;
 }
 
 // The binding's TTL for a cookie being set; nullopt if the Set-Cookie clears it (a logout).

@@ -39,6 +39,8 @@ struct SetCookie {
   std::optional<int64_t> max_age;
   bool has_expires = false;
   std::optional<std::chrono::sys_seconds> expires;  // nullopt with has_expires: unparsable
+  std::string_view path;    // the Path attribute as written; empty if absent
+  std::string_view domain;  // the Domain attribute as written; empty if absent
 };
 
 // One Set-Cookie line; nullopt if a browser would ignore it (no '=').
@@ -49,6 +51,20 @@ std::optional<SetCookie> parseSetCookie(std::string_view line);
 std::optional<cache::Seconds> lifetimeOf(const SetCookie& cookie,
                                          std::chrono::system_clock::time_point now,
                                          cache::Seconds fallback);
+
+// The path a browser files a cookie under when its Set-Cookie has no usable Path (RFC 6265 5.1.4):
+// the path of the request it answered (`request_target`, origin or absolute form) up to, not
+// including, its last '/'; "/" if that leaves nothing.
+std::string defaultPath(std::string_view request_target);
+
+// The path a browser files a cookie under (RFC 6265 5.2.4): its Path if that starts with '/',
+// else `default_path` (see defaultPath()).
+std::string_view cookiePath(const SetCookie& cookie, std::string_view default_path);
+
+// A Set-Cookie value that makes a browser drop cookie `name` filed under `path` and `domain`
+// (empty: a host-only cookie): both must be what the cookie was set with. Attribute values with
+// bytes a header or cookie attribute cannot carry are left out.
+std::string expiredSetCookie(std::string_view name, std::string_view path, std::string_view domain);
 
 // Lower-case hex of SHA-256(value), or nullopt if OpenSSL fails (its error queue is cleared).
 std::optional<std::string> sha256Hex(const EVP_MD* sha256, std::string_view value);

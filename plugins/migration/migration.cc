@@ -349,6 +349,9 @@ class Migration : public Plugin {
     return reply(status, reason, json{{"error", reason}});
   }
 
+  // 401 for a session a replay revoked, with a Set-Cookie that makes the browser drop the cookie:
+  // it can never work again, and a browser that kept sending it could not even reach the login.
+  void refuseRevoked(const json& session);
   plugins::Verdict originRequest(Request& request);
   plugins::Verdict targetRequest(Request& request);
   void handlePass();
@@ -388,6 +391,7 @@ class Migration : public Plugin {
   json session_;  // origin: the session record read for a pass request
   std::string nonce_;
   Request* request_ = nullptr;
+  std::string default_cookie_path_;  // of an origin request, for the cookie its response sets
   cache::OpId pending_ = 0;
   uint64_t call_ = 0;
   std::unique_ptr<Verification> verification_;
@@ -439,7 +443,10 @@ plugins::Verdict Migration::onRequestHeaders(Request& request) {
     if (!request.hasBody()) return refuse(400, "malformed_body");
     return plugins::Verdict::kContinue;  // the body follows
   }
-  return config_.role == Config::Role::kOrigin ? originRequest(request) : targetRequest(request);
+  if (config_.role != Config::Role::kOrigin) return targetRequest(request);
+  // The request is gone by the response hooks: keep where a login's cookie would be filed.
+  default_cookie_path_ = cookies::defaultPath(target);
+  return originRequest(request);
 }
 
 plugins::Verdict Migration::onRequestBody(Request&, std::string_view chunk, bool last) {
@@ -479,13 +486,24 @@ plugins::Verdict Migration::originRequest(Request& request) {
   pending_ = context_.store().get(key, config_.timeout, tracked([this, key](cache::Result r) {
                                     std::optional<json> session = openRecord(context_, key, r);
                                     if (session && session->value("r", 0) != 0) {
-                                      refuse(401, "revoked_session");
+                                      refuseRevoked(*session);
                                       return;
                                     }
                                     if (session) context_.share("user", session->value("u", ""));
                                     callbacks_.resume();
                                   }));
   return plugins::Verdict::kStop;
+}
+
+void Migration::refuseRevoked(const json& session) {
+  const json& path = session.contains("cp") ? session["cp"] : json();
+  const json& domain = session.contains("cd") ? session["cd"] : json();
+  extra_headers_.push_back(
+      {"Set-Cookie",
+       cookies::expiredSetCookie(config_.session_cookie,
+                                 path.is_string() ? path.get<std::string>() : std::string("/"),
+                                 domain.is_string() ? domain.get<std::string>() : std::string())});
+  refuse(401, "revoked_session");
 }
 
 void Migration::handlePass() {
@@ -532,7 +550,7 @@ void Migration::passSession(const std::string& key, cache::Result r) {
     return;
   }
   if (session->value("r", 0) != 0) {
-    refuse(401, "revoked_session");
+    refuseRevoked(*session);
     return;
   }
   if (session->value("d", "") != device()) {
@@ -679,8 +697,11 @@ plugins::Verdict Migration::onResponseHeaders(Response& response) {
     }
     if (user_id.empty()) return plugins::Verdict::kContinue;  // not a login tessera can use
     std::string key = sessionKey(hashed(*state_, cookie->value));
-    std::string record = json{{"u", user_id}, {"d", device()}, {"r", 0}}.dump(
-        -1, ' ', false, json::error_handler_t::replace);
+    // Where the browser files the cookie, so that a revocation can make it drop the cookie.
+    json fields{{"u", user_id}, {"d", device()}, {"r", 0}};
+    fields["cp"] = std::string(cookies::cookiePath(*cookie, default_cookie_path_));
+    if (!cookie->domain.empty()) fields["cd"] = std::string(cookie->domain);
+    std::string record = fields.dump(-1, ' ', false, json::error_handler_t::replace);
     // The response waits for the record: a pass request right after the login finds it.
     pending_ = context_.store().set(
         key, context_.seal(key, record), *ttl, config_.timeout, tracked([this](cache::Result r) {

@@ -516,7 +516,7 @@ void TestBackend::serve(int fd) {
           out += "X-Pad-" + std::to_string(k) + ": " + std::string(90, 'p') + "\r\n";
         out += "Content-Length: 0\r\n\r\n";
         close_now = true;
-      } else if (path == "/login") {
+      } else if (path == "/login" || path.ends_with("/login")) {
         // ?bytes=N: a body of N pattern bytes instead of "ok\n".
         std::string body = "ok\n";
         if (uint64_t n = std::stoull("0" + queryValue(h.url, "bytes")); n > 0) {
@@ -527,8 +527,14 @@ void TestBackend::serve(int fd) {
         std::string user = queryValue(h.url, "user");
         // ?js=1: a cookie that scripts may read (the guard SDK hashes it into its key).
         std::string flags = queryValue(h.url, "js") == "1" ? "" : "; HttpOnly";
+        // ?path=none: no Path attribute (the browser files the cookie under the login's
+        // directory); ?domain=D: a Domain attribute.
+        if (queryValue(h.url, "path") != "none") flags += "; Path=/";
+        if (std::string domain = queryValue(h.url, "domain"); !domain.empty()) {
+          flags += "; Domain=" + domain;
+        }
         out = "HTTP/1.1 200 OK\r\nSet-Cookie: SESSIONID=" + queryValue(h.url, "sid") +
-              "; Max-Age=3600; Path=/" + flags + "\r\n" +
+              "; Max-Age=3600" + flags + "\r\n" +
               (user.empty() ? "" : "X-User-Id: " + user + "\r\n") +
               "Content-Length: " + std::to_string(body.size()) + "\r\n\r\n" +
               (h.method == "HEAD" ? "" : body);

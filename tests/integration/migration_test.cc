@@ -265,10 +265,17 @@ TEST_F(MigrationTest, AReplayIsRefusedAndRevokesTheSessionAndItsPermits) {
   // The leaked pass, replayed from another address.
   Reply replay = redeem(ports_[0], pass, "laptop-9", "127.0.0.2");
   EXPECT_EQ(replay.status, 409) << replay.body;
-  EXPECT_EQ(call(ports_[1], "GET", "origin.test", "/account",
-                 {"Cookie: SESSIONID=s-bob", "X-Device-Id: phone-2"})
-                .status,
-            401);
+  Reply revoked = call(ports_[1], "GET", "origin.test", "/account",
+                       {"Cookie: SESSIONID=s-bob", "X-Device-Id: phone-2"});
+  EXPECT_EQ(revoked.status, 401);
+  // The browser is told to drop the cookie, which can never work again: its next request, the
+  // login page, goes through.
+  EXPECT_EQ(revoked.header("Set-Cookie"),
+            "SESSIONID=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+  EXPECT_EQ(
+      call(ports_[1], "GET", "origin.test", "/login?sid=s-bob2&user=bob", {"X-Device-Id: phone-2"})
+          .status,
+      200);
   EXPECT_EQ(call(ports_[0], "GET", "target.test", "/account",
                  {"Cookie: TPERMIT=" + permit, "X-Device-Id: phone-2"})
                 .status,
@@ -279,6 +286,32 @@ TEST_F(MigrationTest, AReplayIsRefusedAndRevokesTheSessionAndItsPermits) {
   EXPECT_NE(log.find("laptop-9"), std::string::npos) << log;
   EXPECT_GE(
       nodes_[0]->metric("tessera_plugin_events_total{plugin=\"mig_target\",event=\"replay\"}"), 1);
+}
+
+// The cookie is dropped where the browser filed it: a login under /shop whose Set-Cookie has no
+// Path files it under /shop, with the Domain it named. A pass request with it is refused the same.
+TEST_F(MigrationTest, ARevokedCookieIsClearedUnderThePathAndDomainItWasSetWith) {
+  startNode();
+  ASSERT_EQ(
+      call(ports_[0], "GET", "origin.test",
+           "/shop/login?sid=s-dan&user=dan&path=none&domain=origin.test", {"X-Device-Id: phone-4"})
+          .status,
+      200);
+  Reply r = askPass(0, "s-dan", "phone-4", "nonce-dan-1");
+  ASSERT_EQ(r.status, 200) << r.body;
+  std::string pass = json::parse(r.body, nullptr, false).value("pass", "");
+  ASSERT_EQ(redeem(ports_[0], pass, "phone-4").status, 200);
+  ASSERT_EQ(redeem(ports_[0], pass, "laptop-1", "127.0.0.2").status, 409);
+  const std::string cleared =
+      "SESSIONID=; Path=/shop; Domain=origin.test; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 "
+      "GMT";
+  Reply page = call(ports_[0], "GET", "origin.test", "/shop/cart",
+                    {"Cookie: SESSIONID=s-dan", "X-Device-Id: phone-4"});
+  EXPECT_EQ(page.status, 401);
+  EXPECT_EQ(page.header("Set-Cookie"), cleared);
+  Reply again = askPass(0, "s-dan", "phone-4", "nonce-dan-2");
+  EXPECT_EQ(again.status, 401);
+  EXPECT_EQ(again.header("Set-Cookie"), cleared);
 }
 
 TEST_F(MigrationTest, ARedeemFromAnotherDeviceIsForbidden) {

@@ -150,6 +150,12 @@ class Reader {
     pos_ += n;
     return true;
   }
+  bool skip(size_t n) {
+    if (remaining() < n) return false;
+    pos_ += n;
+    return true;
+  }
+  const unsigned char* here() const { return data_ + pos_; }
 
  private:
   const unsigned char* data_;
@@ -247,6 +253,77 @@ std::string ja4(const ClientHelloInfo& hello) {
     out += hash12(list);
   }
   return out;
+}
+
+bool parseClientHello(std::string_view message, ClientHelloInfo& out) {
+  out = ClientHelloInfo{};
+  Reader r(reinterpret_cast<const unsigned char*>(message.data()), message.size());
+  // RFC 8446 4: msg_type client_hello (1), a uint24 length, then the ClientHello (4.1.2).
+  size_t type = 0, len_hi = 0;
+  uint16_t len_lo = 0;
+  if (!r.u8(type) || type != 1 || !r.u8(len_hi) || !r.u16(len_lo) ||
+      ((len_hi << 16) | len_lo) != r.remaining()) {
+    return false;
+  }
+  size_t session_id_len = 0, compression_len = 0;
+  uint16_t ciphers_len = 0;
+  if (!r.u16(out.legacy_version) || !r.skip(32) || !r.u8(session_id_len) || session_id_len > 32 ||
+      !r.skip(session_id_len) || !r.u16(ciphers_len) || ciphers_len % 2 != 0 ||
+      ciphers_len > r.remaining()) {
+    return false;
+  }
+  for (size_t i = 0; i < ciphers_len; i += 2) {
+    uint16_t c = 0;
+    r.u16(c);
+    out.ciphers.push_back(c);
+  }
+  if (!r.u8(compression_len) || compression_len == 0 || !r.skip(compression_len)) return false;
+  if (r.remaining() == 0) return true;  // no extensions at all (a TLS 1.2-or-older client)
+  uint16_t extensions_len = 0;
+  if (!r.u16(extensions_len) || extensions_len != r.remaining()) return false;
+  while (r.remaining() > 0) {
+    uint16_t type16 = 0, len = 0;
+    if (!r.u16(type16) || !r.u16(len) || len > r.remaining()) return false;
+    const unsigned char* ext = r.here();
+    r.skip(len);
+    out.extensions.push_back(type16);
+    if (type16 == kExtServerName) {
+      out.has_sni = true;
+    } else if (type16 == kExtSupportedVersions) {
+      if (!readU16List(ext, len, 1, out.supported_versions)) return false;
+    } else if (type16 == kExtAlpn) {
+      if (!readAlpn(ext, len, out.alpn)) return false;
+    } else if (type16 == kExtSignatureAlgorithms) {
+      if (!readU16List(ext, len, 2, out.signature_algorithms)) return false;
+    }
+  }
+  return true;
+}
+
+namespace {
+
+// OpenSSL's message callback: runs for every record and message this SSL reads or writes, and
+// for a handshake message it has read, before processing it (so before the client_hello
+// callback). Keeps the first ClientHello.
+void onMessage(int write_p, int, int content_type, const void* buf, size_t len, SSL*, void* arg) {
+  auto* into = static_cast<std::string*>(arg);
+  if (write_p != 0 || content_type != SSL3_RT_HANDSHAKE || len < 4 || into == nullptr ||
+      !into->empty() || static_cast<const unsigned char*>(buf)[0] != SSL3_MT_CLIENT_HELLO) {
+    return;
+  }
+  into->assign(static_cast<const char*>(buf), len);
+}
+
+}  // namespace
+
+void captureClientHello(SSL* ssl, std::string* into) {
+  SSL_set_msg_callback_arg(ssl, into);
+  SSL_set_msg_callback(ssl, &onMessage);
+}
+
+void stopClientHelloCapture(SSL* ssl) {
+  SSL_set_msg_callback(ssl, nullptr);
+  SSL_set_msg_callback_arg(ssl, nullptr);
 }
 
 bool readClientHello(SSL* ssl, ClientHelloInfo& out) {

@@ -155,12 +155,21 @@ TlsSessionGlue::TlsSessionGlue(SessionCache& cache, const Snapshot& snapshot,
 TlsSessionGlue::~TlsSessionGlue() {
   if (lookup_ == Lookup::kPending) cache_.store().cancel(op_);
   if (parked_ != nullptr) SSL_SESSION_free(parked_);
-  if (ssl_ != nullptr) SSL_set_ex_data(ssl_, exIndex(), nullptr);
+  if (ssl_ != nullptr) {
+    SSL_set_ex_data(ssl_, exIndex(), nullptr);
+    if (capturing_) stopClientHelloCapture(ssl_);
+  }
 }
 
 void TlsSessionGlue::attach(SSL* ssl) {
   ssl_ = ssl;
   SSL_set_ex_data(ssl, exIndex(), this);
+  // JA4 needs every extension type of the hello, which OpenSSL 3.0's ClientHello accessors do not
+  // give (ja4.h): keep the message itself, only until the ClientHello callback has read it.
+  if (snapshot_.needsJa4()) {
+    captureClientHello(ssl, &raw_hello_);
+    capturing_ = true;
+  }
 }
 
 TlsSessionGlue* TlsSessionGlue::from(SSL* ssl) {
@@ -176,9 +185,14 @@ int TlsSessionGlue::clientHello(SSL* ssl) {
   if (lookup_ != Lookup::kNone) return SSL_CLIENT_HELLO_SUCCESS;  // the second pass
   lookup_ = Lookup::kDone;
   const conf::TlsBinding& binding = snapshot_.config().device_binding.tls;
-  if (snapshot_.needsJa4()) {  // ~1% of a resumed handshake: only when something binds to it
+  if (capturing_) {  // ~1% of a resumed handshake: only when something binds to it
+    stopClientHelloCapture(ssl);
+    capturing_ = false;
     ClientHelloInfo hello;
-    if (readClientHello(ssl, hello)) ja4_ = proxy::ja4(hello);
+    if (parseClientHello(raw_hello_, hello) || readClientHello(ssl, hello)) {
+      ja4_ = proxy::ja4(hello);
+    }
+    std::string().swap(raw_hello_);
   }
   fingerprint_ = tlsDeviceFingerprint(binding, peer_, ja4_);
   std::string id = resumptionId(ssl);

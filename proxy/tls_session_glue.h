@@ -114,6 +114,8 @@ class TlsSessionGlue {
   std::string key_;          // cache key of the session being looked up
   std::string fingerprint_;  // this client's device fingerprint
   std::string ja4_;
+  std::string raw_hello_;   // the ClientHello message, kept for JA4 until clientHello() runs
+  bool capturing_ = false;  // OpenSSL's message callback is set on ssl_
   SSL_SESSION* parked_ = nullptr;
 };
 

@@ -383,6 +383,125 @@ TEST(ReadClientHelloTest, RejectsSupportedVersionsLengthMismatch) {
 }
 
 // ---------------------------------------------------------------------------------------------
+// parseClientHello on the same bytes: every extension, and the capture that feeds it.
+
+// The handshake message inside a one-record ClientHello (the record header is 5 bytes).
+std::string messageOf(const std::vector<unsigned char>& record) {
+  return std::string(record.begin() + 5, record.end());
+}
+
+TEST(ParseClientHelloTest, SeesEveryExtensionGreaseAndUnknownIncluded) {
+  ClientHelloInfo h;
+  ASSERT_TRUE(parseClientHello(messageOf(HelloBytes().record()), h));
+  EXPECT_EQ(h.legacy_version, 0x0303);
+  EXPECT_EQ(h.ciphers, (std::vector<uint16_t>{0x0a0a, 0x1301, 0x1302, 0xc02b, 0x00ff}));
+  EXPECT_EQ(h.extensions,
+            (std::vector<uint16_t>{0x0a0a, 0x0000, 0x0010, 0x4469, 0x002b, 0x000d, 0x000a}));
+  EXPECT_EQ(h.supported_versions, (std::vector<uint16_t>{0x1a1a, 0x0304}));
+  EXPECT_TRUE(h.has_sni);
+  EXPECT_EQ(h.alpn, (std::vector<std::string>{"h2", "http/1.1"}));
+  EXPECT_EQ(h.signature_algorithms, (std::vector<uint16_t>{0x2a2a, 0x0403, 0x0804}));
+  // printf '%s' 000a,000d,002b,4469_0403,0804 | sha256sum: 0x4469 counts, GREASE does not.
+  EXPECT_EQ(ja4(h), "t13d0406h2_d71680ff791e_1a15fce277a6");
+}
+
+// The published Chrome capture of PublishedChromeCaptureWithGrease, as bytes on the wire: the
+// fingerprint must be the one FoxIO's tools print for it, ECH (0xfe0d) and ALPS (0x44cd) included.
+TEST(ParseClientHelloTest, PublishedChromeCaptureFromItsBytes) {
+  const std::vector<uint16_t> ciphers = {0x0a0a, 0x1301, 0x1302, 0x1303, 0xc02b, 0xc02f,
+                                         0xc02c, 0xc030, 0xcca9, 0xcca8, 0xc013, 0xc014,
+                                         0x009c, 0x009d, 0x002f, 0x0035};
+  const std::vector<uint16_t> sigalgs = {0x8a8a, 0x0904, 0x0905, 0x0906, 0x0403, 0x0804,
+                                         0x0401, 0x0503, 0x0805, 0x0501, 0x0806, 0x0601};
+  std::vector<unsigned char> ext;
+  for (uint16_t type :
+       {0x4a4a, 0xfe0d, 0x0010, 0x0017, 0x0033, 0x44cd, 0xff01, 0x000a, 0x000d, 0x0023, 0x002b,
+        0x000b, 0xca34, 0x002d, 0x0000, 0x0005, 0x001b, 0x0012, 0xdada}) {
+    std::vector<unsigned char> body;
+    if (type == 0x0010) {
+      body = {0x00, 0x0c, 0x02, 'h', '2', 0x08, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+    } else if (type == 0x000d) {
+      put16(body, sigalgs.size() * 2);
+      for (uint16_t a : sigalgs) put16(body, a);
+    } else if (type == 0x002b) {
+      body = {0x06, 0x3a, 0x3a, 0x03, 0x04, 0x03, 0x03};
+    } else if (type == 0x0000) {
+      body = {0x00, 0x0b, 0x00, 0x00, 0x08, 'a', '.', 'g', 'o', 'o', 'g', 'l', 'e'};
+    } else if (type == 0x4a4a || type == 0xdada) {
+      body = {0x00};
+    }
+    putExtension(ext, type, body);
+  }
+  std::vector<unsigned char> hello = {0x03, 0x03};
+  hello.insert(hello.end(), 32, 0x17);
+  hello.push_back(32);  // a legacy session id, as Chrome sends
+  hello.insert(hello.end(), 32, 0x55);
+  put16(hello, ciphers.size() * 2);
+  for (uint16_t c : ciphers) put16(hello, c);
+  hello.insert(hello.end(), {0x01, 0x00});
+  put16(hello, ext.size());
+  hello.insert(hello.end(), ext.begin(), ext.end());
+  std::string message = {0x01, 0x00};
+  message.push_back(static_cast<char>(hello.size() >> 8));
+  message.push_back(static_cast<char>(hello.size() & 0xff));
+  message.append(hello.begin(), hello.end());
+
+  ClientHelloInfo h;
+  ASSERT_TRUE(parseClientHello(message, h));
+  EXPECT_EQ(ja4(h), "t13d1517h2_8daaf6152771_cb7bf5808d99");
+}
+
+TEST(ParseClientHelloTest, RefusesWhatIsNotAWholeClientHello) {
+  std::string good = messageOf(HelloBytes().record());
+  ClientHelloInfo h;
+  EXPECT_FALSE(parseClientHello("", h));
+  EXPECT_FALSE(parseClientHello(good.substr(0, good.size() - 1), h));  // shorter than it says
+  EXPECT_FALSE(parseClientHello(good + "x", h));                       // longer than it says
+  std::string server_hello = good;
+  server_hello[0] = 2;
+  EXPECT_FALSE(parseClientHello(server_hello, h));
+  HelloBytes bad_alpn;
+  bad_alpn.alpn[2] = 0x20;
+  EXPECT_FALSE(parseClientHello(messageOf(bad_alpn.record()), h));
+  HelloBytes odd_sigalgs;
+  odd_sigalgs.sigalgs = {0x00, 0x03, 0x04, 0x03, 0x08};
+  EXPECT_FALSE(parseClientHello(messageOf(odd_sigalgs.record()), h));
+  // An extension that claims more than is left.
+  std::string overrun = good;
+  overrun[overrun.size() - 5] = 0x7f;  // the last extension's (0x000a) length: 0x7f04
+  EXPECT_FALSE(parseClientHello(overrun, h));
+}
+
+// The capture keeps the message before the client_hello callback runs, and only the first one.
+TEST(ParseClientHelloTest, TheCaptureHasTheHelloWhenTheCallbackRuns) {
+  std::vector<Seen> seen;
+  SslCtxPtr ctx = serverContext(&seen);
+  ASSERT_NE(ctx, nullptr);
+  struct Probe {
+    std::string captured;
+    std::string at_callback;
+  } probe;
+  SSL_CTX_set_client_hello_cb(
+      ctx.get(),
+      [](SSL*, int*, void* arg) {
+        auto* p = static_cast<Probe*>(arg);
+        p->at_callback = p->captured;
+        return SSL_CLIENT_HELLO_SUCCESS;
+      },
+      &probe);
+  SslPtr ssl(SSL_new(ctx.get()));
+  std::vector<unsigned char> record = HelloBytes().record();
+  BIO* in = BIO_new_mem_buf(record.data(), static_cast<int>(record.size()));
+  SSL_set_bio(ssl.get(), in, BIO_new(BIO_s_mem()));
+  SSL_set_accept_state(ssl.get());
+  captureClientHello(ssl.get(), &probe.captured);
+  SSL_do_handshake(ssl.get());
+  stopClientHelloCapture(ssl.get());
+  EXPECT_EQ(probe.at_callback, messageOf(record));
+  EXPECT_EQ(probe.captured, messageOf(record));  // the alert OpenSSL then wrote is not kept
+}
+
+// ---------------------------------------------------------------------------------------------
 // Live handshakes: an OpenSSL client and server in this process, joined by a BIO pair.
 
 SslCtxPtr clientContext(const char* tls12_ciphers) {

@@ -168,6 +168,8 @@ std::optional<SetCookie> parseSetCookie(std::string_view line) {
       cookie.path = value;  // the last one wins, as in browsers
     } else if (equalsIgnoreCase(name, "domain")) {
       cookie.domain = value;
+    } else if (equalsIgnoreCase(name, "partitioned")) {
+      cookie.partitioned = true;
     }
   }
   return cookie;
@@ -176,8 +178,10 @@ std::optional<SetCookie> parseSetCookie(std::string_view line) {
 std::string defaultPath(std::string_view request_target) {
   std::string_view path = request_target;
   if (size_t scheme = path.find("://"); scheme != std::string_view::npos && path.front() != '/') {
-    size_t slash = path.find('/', scheme + 3);
-    path = slash == std::string_view::npos ? std::string_view() : path.substr(slash);
+    // The authority ends at the first '/', '?' or '#'; only a '/' starts a path.
+    size_t end = path.find_first_of("/?#", scheme + 3);
+    path =
+        end == std::string_view::npos || path[end] != '/' ? std::string_view() : path.substr(end);
   }
   path = path.substr(0, path.find_first_of("?#"));
   size_t last = path.rfind('/');
@@ -191,21 +195,28 @@ std::string_view cookiePath(const SetCookie& cookie, std::string_view default_pa
 
 namespace {
 
-// Printable ASCII without ';' and ',': what an attribute value may hold in a Set-Cookie line.
+// What a Set-Cookie attribute value may hold (RFC 6265 4.1.1: any CHAR but CTLs and ';'), and
+// no leading or trailing space, which a browser would trim away.
 bool isAttributeValue(std::string_view value) {
-  return std::all_of(value.begin(), value.end(),
-                     [](char c) { return c > 0x20 && c < 0x7f && c != ';' && c != ','; });
+  return (value.empty() || (value.front() != ' ' && value.back() != ' ')) &&
+         std::all_of(value.begin(), value.end(),
+                     [](char c) { return c >= 0x20 && c < 0x7f && c != ';'; });
 }
 
 }  // namespace
 
-std::string expiredSetCookie(std::string_view name, std::string_view path,
-                             std::string_view domain) {
+std::string expiredSetCookie(std::string_view name, std::string_view path, std::string_view domain,
+                             bool secure, bool partitioned) {
+  if (!isAttributeValue(path) || !isAttributeValue(domain)) return {};
   std::string line(name);
   line += "=";
-  if (!path.empty() && isAttributeValue(path)) line.append("; Path=").append(path);
-  if (!domain.empty() && isAttributeValue(domain)) line.append("; Domain=").append(domain);
+  if (!path.empty()) line.append("; Path=").append(path);
+  if (!domain.empty()) line.append("; Domain=").append(domain);
   line += "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT";
+  if (secure || partitioned || name.starts_with("__Secure-") || name.starts_with("__Host-")) {
+    line += "; Secure";
+  }
+  if (partitioned) line += "; Partitioned";
   return line;
 }
 

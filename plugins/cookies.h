@@ -39,8 +39,9 @@ struct SetCookie {
   std::optional<int64_t> max_age;
   bool has_expires = false;
   std::optional<std::chrono::sys_seconds> expires;  // nullopt with has_expires: unparsable
-  std::string_view path;    // the Path attribute as written; empty if absent
-  std::string_view domain;  // the Domain attribute as written; empty if absent
+  std::string_view path;     // the Path attribute as written; empty if absent
+  std::string_view domain;   // the Domain attribute as written; empty if absent
+  bool partitioned = false;  // CHIPS: the cookie is kept per top-level site
 };
 
 // One Set-Cookie line; nullopt if a browser would ignore it (no '=').
@@ -62,9 +63,12 @@ std::string defaultPath(std::string_view request_target);
 std::string_view cookiePath(const SetCookie& cookie, std::string_view default_path);
 
 // A Set-Cookie value that makes a browser drop cookie `name` filed under `path` and `domain`
-// (empty: a host-only cookie): both must be what the cookie was set with. Attribute values with
-// bytes a header or cookie attribute cannot carry are left out.
-std::string expiredSetCookie(std::string_view name, std::string_view path, std::string_view domain);
+// (empty: a host-only cookie) and, if `partitioned`, in its partition: all as the cookie was set.
+// It is Secure when `secure` or the name has a __Secure- or __Host- prefix (browsers refuse such a
+// cookie without it). Empty if `path` or `domain` holds bytes a Set-Cookie attribute cannot carry:
+// a line without them would drop another cookie, or none.
+std::string expiredSetCookie(std::string_view name, std::string_view path, std::string_view domain,
+                             bool secure, bool partitioned);
 
 // Lower-case hex of SHA-256(value), or nullopt if OpenSSL fails (its error queue is cleared).
 std::optional<std::string> sha256Hex(const EVP_MD* sha256, std::string_view value);

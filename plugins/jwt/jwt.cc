@@ -335,7 +335,8 @@ const Failure* TokenVerifier::verifySignature(std::string_view token) const {
   if (alg == nullptr || alg_ != alg) return cleared(&kMalformed);
   for (const JwtKey* key : keys) {
     ++public_key_operations;
-    if (cjose_jws_verify(jws.get(), key->jwk.get(), &err)) return nullptr;
+    // A key that failed before this one left OpenSSL errors behind.
+    if (cjose_jws_verify(jws.get(), key->jwk.get(), &err)) return cleared(nullptr);
   }
   return cleared(&kBadSignature);
 }

@@ -496,13 +496,15 @@ plugins::Verdict Migration::originRequest(Request& request) {
 }
 
 void Migration::refuseRevoked(const json& session) {
-  const json& path = session.contains("cp") ? session["cp"] : json();
-  const json& domain = session.contains("cd") ? session["cd"] : json();
-  extra_headers_.push_back(
-      {"Set-Cookie",
-       cookies::expiredSetCookie(config_.session_cookie,
-                                 path.is_string() ? path.get<std::string>() : std::string("/"),
-                                 domain.is_string() ? domain.get<std::string>() : std::string())});
+  auto text = [&](const char* name, const char* fallback) {
+    auto it = session.find(name);
+    return it != session.end() && it->is_string() ? it->get<std::string>() : std::string(fallback);
+  };
+  // Records written before the path was kept: "/", where most session cookies live.
+  std::string line =
+      cookies::expiredSetCookie(config_.session_cookie, text("cp", "/"), text("cd", ""),
+                                context_.scheme() == "https", session.value("cpt", 0) != 0);
+  if (!line.empty()) extra_headers_.push_back({"Set-Cookie", std::move(line)});
   refuse(401, "revoked_session");
 }
 
@@ -701,6 +703,7 @@ plugins::Verdict Migration::onResponseHeaders(Response& response) {
     json fields{{"u", user_id}, {"d", device()}, {"r", 0}};
     fields["cp"] = std::string(cookies::cookiePath(*cookie, default_cookie_path_));
     if (!cookie->domain.empty()) fields["cd"] = std::string(cookie->domain);
+    if (cookie->partitioned) fields["cpt"] = 1;
     std::string record = fields.dump(-1, ' ', false, json::error_handler_t::replace);
     // The response waits for the record: a pass request right after the login finds it.
     pending_ = context_.store().set(

@@ -410,6 +410,8 @@ TEST_F(MemcachedStoreTest, CancelledAndDroppedCallbacksNeverRun) {
   store_->get("c", kTimeout, [&](Result) { after = true; });
   ASSERT_TRUE(runUntil(base_.get(), [&] { return after; }));
   for (int i = 0; i < 20; ++i) store_->get("c", kTimeout, [&](Result) { ++ran; });
+  // One pass of the loop wakes the I/O threads, so results race with the reset below.
+  event_base_loop(base_.get(), EVLOOP_NONBLOCK);
   store_.reset();    // drops the 20 pending callbacks
   backend_.reset();  // joins the I/O threads: every job has finished or been dropped
   event_base_loop(base_.get(), EVLOOP_NONBLOCK);

@@ -34,6 +34,8 @@ TEST(CookiesTest, DefaultPathIsTheRequestsDirectory) {  // RFC 6265 5.1.4
   EXPECT_EQ(defaultPath("/login?next=https://a/b/c"), "/");
   EXPECT_EQ(defaultPath("https://shop.example/app/login?x=1"), "/app");
   EXPECT_EQ(defaultPath("https://shop.example"), "/");
+  EXPECT_EQ(defaultPath("http://h?x=/a/b"), "/");  // a query right after the authority
+  EXPECT_EQ(defaultPath("http://h#/a/b"), "/");
 }
 
 TEST(CookiesTest, CookiePathTakesAPathAttributeOnlyIfItStartsWithASlash) {
@@ -46,17 +48,38 @@ TEST(CookiesTest, CookiePathTakesAPathAttributeOnlyIfItStartsWithASlash) {
 }
 
 TEST(CookiesTest, AnExpiredSetCookieNamesThePathAndDomainAndNeverCarriesBadBytes) {
-  EXPECT_EQ(expiredSetCookie("SID", "/", ""),
-            "SID=; Path=/; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
-  EXPECT_EQ(expiredSetCookie("SID", "/shop", "shop.example"),
-            "SID=; Path=/shop; Domain=shop.example; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 "
-            "GMT");
-  EXPECT_EQ(expiredSetCookie("SID", "/a;b", "x\r\ny"),
-            "SID=; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT");
+  constexpr std::string_view kExpired = "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT";
+  EXPECT_EQ(expiredSetCookie("SID", "/", "", false, false), "SID=; Path=/" + std::string(kExpired));
+  EXPECT_EQ(expiredSetCookie("SID", "/shop", "shop.example", false, false),
+            "SID=; Path=/shop; Domain=shop.example" + std::string(kExpired));
+  // Spaces and commas are path bytes too (RFC 6265 4.1.1).
+  EXPECT_EQ(expiredSetCookie("SID", "/a b,c", "", false, false),
+            "SID=; Path=/a b,c" + std::string(kExpired));
+  // What an attribute cannot carry makes no line at all: without it, it would drop another cookie.
+  EXPECT_EQ(expiredSetCookie("SID", "/a;b", "", false, false), "");
+  EXPECT_EQ(expiredSetCookie("SID", "/", "x\r\ny", false, false), "");
+  EXPECT_EQ(expiredSetCookie("SID", "/caf\xc3\xa9", "", false, false), "");
+  EXPECT_EQ(expiredSetCookie("SID", "/ ", "", false, false), "");
   // A cleared cookie is no session, and its lifetime says so.
-  std::optional<SetCookie> parsed = parseSetCookie(expiredSetCookie("SID", "/", ""));
+  std::optional<SetCookie> parsed = parseSetCookie(expiredSetCookie("SID", "/", "", false, false));
   ASSERT_TRUE(parsed.has_value());
   EXPECT_FALSE(lifetimeOf(*parsed, std::chrono::system_clock::now(), cache::Seconds(60)));
+}
+
+// Browsers take a __Secure- or __Host- cookie, and a partitioned one, only with Secure.
+TEST(CookiesTest, AnExpiredSetCookieIsSecureWhereBrowsersRequireIt) {
+  constexpr std::string_view kExpired = "; Max-Age=0; Expires=Thu, 01 Jan 1970 00:00:00 GMT";
+  EXPECT_EQ(expiredSetCookie("SID", "/", "", true, false),
+            "SID=; Path=/" + std::string(kExpired) + "; Secure");
+  EXPECT_EQ(expiredSetCookie("__Host-sid", "/", "", false, false),
+            "__Host-sid=; Path=/" + std::string(kExpired) + "; Secure");
+  EXPECT_EQ(expiredSetCookie("__Secure-sid", "/app", "a.example", false, false),
+            "__Secure-sid=; Path=/app; Domain=a.example" + std::string(kExpired) + "; Secure");
+  EXPECT_EQ(expiredSetCookie("SID", "/", "", false, true),
+            "SID=; Path=/" + std::string(kExpired) + "; Secure; Partitioned");
+  std::optional<SetCookie> c = parseSetCookie("SID=x; Secure; Partitioned; Path=/");
+  ASSERT_TRUE(c.has_value());
+  EXPECT_TRUE(c->partitioned);
 }
 
 }  // namespace

@@ -22,34 +22,16 @@
 #include <optional>
 #include <utility>
 
+#include "plugins/cjose_handles.h"
+
 namespace tessera::plugins::jwt_tool {
 namespace {
 
 using nlohmann::json;
 
-struct JwkFree {
-  void operator()(cjose_jwk_t* p) const { cjose_jwk_release(p); }
-};
-struct JwsFree {
-  void operator()(cjose_jws_t* p) const { cjose_jws_release(p); }
-};
-struct JweFree {
-  void operator()(cjose_jwe_t* p) const { cjose_jwe_release(p); }
-};
-struct HeaderFree {
-  void operator()(cjose_header_t* p) const { cjose_header_release(p); }
-};
 struct JanssonFree {
   void operator()(json_t* p) const { json_decref(p); }
 };
-// Buffers cjose allocates for the caller (exports, base64 output, plaintexts).
-struct CjoseFree {
-  void operator()(void* p) const { cjose_get_dealloc()(p); }
-};
-using JwkPtr = std::unique_ptr<cjose_jwk_t, JwkFree>;
-using JwsPtr = std::unique_ptr<cjose_jws_t, JwsFree>;
-using JwePtr = std::unique_ptr<cjose_jwe_t, JweFree>;
-using HeaderPtr = std::unique_ptr<cjose_header_t, HeaderFree>;
 using JanssonPtr = std::unique_ptr<json_t, JanssonFree>;
 
 constexpr std::size_t kMaxKeyFileBytes = 1 << 20;

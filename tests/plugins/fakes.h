@@ -176,6 +176,9 @@ class FakeContext : public Context {
   FakeContext() : store_(null_store_) {}
   explicit FakeContext(cache::Store& store) : store_(store) {}
   FakeContext(cache::Store& store, const cache::Sealer& sealer) : store_(store), sealer_(&sealer) {}
+  // A copy would point at the original's NullStore.
+  FakeContext(const FakeContext&) = delete;
+  FakeContext& operator=(const FakeContext&) = delete;
 
   cache::Store& store() override { return store_; }
   std::chrono::system_clock::time_point now() const override { return wall_time; }

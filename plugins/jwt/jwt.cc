@@ -20,6 +20,7 @@
 #include <vector>
 
 #include "plugins/cjose_handles.h"
+#include "plugins/cookies.h"
 #include "plugins/encoding.h"
 #include "plugins/json_input.h"
 
@@ -437,7 +438,7 @@ class TokenCache {
 
   // A live entry, which becomes the most recent; nullptr on a miss. An entry whose token has
   // expired since is dropped.
-  const Verified* find(const std::string& token, double now) {
+  const Verified* find(std::string_view token, double now) {
     auto it = index_.find(token);
     if (it == index_.end()) return nullptr;
     if (!(now < it->second->second.valid_until)) {
@@ -517,32 +518,16 @@ std::optional<std::string_view> bearerToken(std::string_view value) {
   return trim(value.substr(kScheme.size()));
 }
 
-// The first non-empty value of cookie `name` over every Cookie line ("a=b; c=d").
-std::optional<std::string_view> cookieToken(const Request& request, std::string_view name) {
-  for (std::string_view line : request.headers("Cookie")) {
-    while (!line.empty()) {
-      size_t semi = line.find(';');
-      std::string_view pair = line.substr(0, semi);
-      line = semi == std::string_view::npos ? std::string_view() : line.substr(semi + 1);
-      size_t eq = pair.find('=');
-      if (eq == std::string_view::npos || trim(pair.substr(0, eq)) != name) continue;
-      std::string_view value = trim(pair.substr(eq + 1));
-      if (!value.empty()) return value;
-    }
-  }
-  return std::nullopt;
-}
-
-// Copied out: the request's header storage changes when the plugin sets headers later.
-std::optional<std::string> findToken(const Request& request, const Config& config) {
+// A view into the request's headers: valid until the plugin sets a header.
+std::optional<std::string_view> findToken(const Request& request, const Config& config) {
   for (const JwtTokenSource& source : config.from) {
     std::optional<std::string_view> token;
     if (source.kind == JwtTokenSource::Kind::kCookie) {
-      token = cookieToken(request, source.name);
+      token = cookies::findCookie(request.headers("Cookie"), source.name);
     } else if (std::optional<std::string_view> value = request.header(source.name)) {
       token = source.bearer ? bearerToken(trim(*value)) : trim(*value);
     }
-    if (token && !token->empty()) return std::string(*token);
+    if (token && !token->empty()) return token;
   }
   return std::nullopt;
 }
@@ -570,7 +555,7 @@ class JwtPlugin : public Plugin {
 
 Verdict JwtPlugin::onRequestHeaders(Request& request) {
   for (const std::string& name : state_->set_headers) request.removeHeader(name);
-  std::optional<std::string> token = findToken(request, config_);
+  std::optional<std::string_view> token = findToken(request, config_);
   if (!token) return noToken();
   if (token->size() > kMaxTokenBytes) return reject(kTooLarge);
   std::optional<std::array<std::string_view, 3>> parts = splitCompact<3>(*token);
@@ -588,8 +573,11 @@ Verdict JwtPlugin::onRequestHeaders(Request& request) {
   if (const Failure* failure = TokenVerifier(config_, now).run(*token, *parts, verified)) {
     return reject(*failure);
   }
+  // Copied before forward() sets headers, which may move the storage `token` points into; only
+  // on a miss, so a cache hit costs no copy of the token.
+  std::string key = cacheable ? std::string(*token) : std::string();
   Verdict verdict = forward(request, verified);
-  if (cacheable) cache->insert(std::move(*token), std::move(verified));
+  if (cacheable) cache->insert(std::move(key), std::move(verified));
   return verdict;
 }
 

@@ -14,6 +14,7 @@
 
 #include "cache/sealer.h"
 #include "plugins/config_fields.h"
+#include "plugins/encoding.h"
 #include "plugins/json_input.h"
 
 namespace tessera::proxy {
@@ -122,10 +123,12 @@ void sendJson(evhttp_request* req, int status, const std::string& body) {
 AdminBlocklist::AdminBlocklist(cache::StoreBackend& backend, event_base* base)
     : store_(backend.connect(base)), retry_(evtimer_new(base, &AdminBlocklist::onRetry, this)) {
   unsigned char random[16] = {};
-  if (RAND_bytes(random, sizeof(random)) != 1)
+  if (RAND_bytes(random, sizeof(random)) != 1) {
     ERR_clear_error();  // the pid still tells nodes apart
-  lock_token_ = "admin-" + std::to_string(getpid()) + "-";
-  for (unsigned char c : random) lock_token_ += "0123456789abcdef"[c & 15];
+  }
+  lock_token_ =
+      "admin-" + std::to_string(getpid()) + "-" +
+      plugins::hexEncode(std::string_view(reinterpret_cast<char*>(random), sizeof(random)));
 }
 
 AdminBlocklist::~AdminBlocklist() {

@@ -300,6 +300,17 @@ parse_wrk() {
     paste -sd ';' - || true)
 }
 
+# record_run KEY FILE CPU_TICKS: wrk's results in FILE (parse_wrk) and the proxy's CPU time per
+# completed request, in microseconds ("" if wrk completed none), into RESULT_* under KEY.
+record_run() {
+  parse_wrk "$2"
+  RESULT_CPU["$1"]=$(awk -v t="$3" -v hz="$CLK_TCK" -v n="$REQUESTS" \
+    'BEGIN {if (n > 0) printf "%.1f", t * 1e6 / hz / n}')
+  RESULT_RPS["$1"]=$RPS
+  RESULT_P50["$1"]=$P50
+  RESULT_P99["$1"]=$P99
+}
+
 # handshake_counts PORT: "full=N resumed=M" from tessera's admin endpoint.
 handshake_counts() {
   curl -s --max-time 5 "http://127.0.0.1:$1/metrics" |
@@ -342,13 +353,7 @@ bench_proxy() {
       run_wrk "$out" "$DURATION" "$url" -H "Connection: close"
     fi
     cpu1=$(proxy_cpu_ticks "$PROXY_PID")
-    parse_wrk "$out"
-    # Microseconds of proxy CPU per completed request ("" if wrk completed none).
-    RESULT_CPU["$workers/$mode/$name"]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" \
-      -v n="$REQUESTS" 'BEGIN {if (n > 0) printf "%.1f", t * 1e6 / hz / n}')
-    RESULT_RPS["$workers/$mode/$name"]=$RPS
-    RESULT_P50["$workers/$mode/$name"]=$P50
-    RESULT_P99["$workers/$mode/$name"]=$P99
+    record_run "$workers/$mode/$name" "$out" $((cpu1 - cpu0))
     if [[ -n "$ERRORS" ]]; then NOTES+=("- $name, $workers worker(s), $mode: $ERRORS"); fi
     if [[ "$name" == tessera && "$mode" != keepalive ]]; then
       after=$(handshake_counts "$ADMIN_PORT" || true)
@@ -388,12 +393,7 @@ bench_plugins() {
       cpu0=$(proxy_cpu_ticks "$PROXY_PID")
       run_wrk "$out" "$DURATION" "$url" -H "Authorization: Bearer $TOKEN"
       cpu1=$(proxy_cpu_ticks "$PROXY_PID")
-      parse_wrk "$out"
-      RESULT_CPU["$key"]=$(awk -v t=$((cpu1 - cpu0)) -v hz="$CLK_TCK" \
-        -v n="$REQUESTS" 'BEGIN {if (n > 0) printf "%.1f", t * 1e6 / hz / n}')
-      RESULT_RPS["$key"]=$RPS
-      RESULT_P50["$key"]=$P50
-      RESULT_P99["$key"]=$P99
+      record_run "$key" "$out" $((cpu1 - cpu0))
       if [[ -n "$ERRORS" ]]; then NOTES+=("- tessera, 1 worker, plugins $state: $ERRORS"); fi
       note=$(tessera_summary "$ADMIN_PORT" || true)
       NOTES+=("- tessera, 1 worker, plugins $state (round $round), counters: $note")

@@ -503,14 +503,15 @@ TEST_F(MigrationTest, ARemoteTargetVerifiesOverMutualTls) {
 
 TEST_F(MigrationTest, AnUnreachableRemoteOriginIs502) {
   int port = freePort(), admin = freePort();
+  RefusingPort origin;
   dir_.write("ca.crt", "");
   std::string yaml =
       "plugins:\n"
       "  remote_target:\n"
       "    type: migration\n"
       "    role: target\n"
-      "    origin: https://127.0.0.1:" +
-      std::to_string(freePort()) +
+      "    origin: https://" +
+      origin.address() +
       "\n"
       "    origin_tls: { client_cert: " +
       dir_.file("none.crt") + ", client_key: " + dir_.file("none.key") +

@@ -485,7 +485,8 @@ TEST_F(PlainProxyTest, RoutesByHostAndPathPrefix) {
 // ---- upstream failures -------------------------------------------------------------------
 
 TEST_F(ProxyTest, RefusedUpstreamGives502) {
-  opts_.servers = {"127.0.0.1:" + std::to_string(freePort())};
+  RefusingPort dead;
+  opts_.servers = {dead.address()};
   start();
   CommandResult r = curl({"-w", "|%{http_code}", url("/echo")});
   EXPECT_NE(r.output.find("|502"), std::string::npos) << r.output;
@@ -518,7 +519,8 @@ TEST_F(ProxyTest, SilentUpstreamGives504AfterReadTimeout) {
 }
 
 TEST_F(ProxyTest, FailedServerIsSkippedForAWhile) {
-  opts_.servers = {"127.0.0.1:" + std::to_string(freePort()), backend_.address()};
+  RefusingPort dead;
+  opts_.servers = {dead.address(), backend_.address()};
   opts_.upstream_extra = "fail_timeout: 30s";
   start();
   for (int i = 0; i < 6; ++i) {

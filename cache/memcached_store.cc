@@ -215,7 +215,7 @@ class MemcachedBackend::Ring {
 class Lane {
  public:
   Lane(std::shared_ptr<MemcachedBackend::Ring> ring, int threads);
-  ~Lane();  // joins the threads; queued jobs fail with kError
+  ~Lane();  // runs what is queued (each job until its deadline), then joins the threads
   // Worker thread. Queues `job`; an I/O thread that is awake takes it, a sleeping one only after
   // wake(). Returns false if the job was refused (and failed with kError).
   bool enqueue(Job job);
@@ -339,15 +339,16 @@ Lane::Lane(std::shared_ptr<MemcachedBackend::Ring> ring, int threads) : ring_(st
 }
 
 Lane::~Lane() {
-  std::deque<Job> dropped;
+  // The threads run what is still queued before they exit, so writes made in the worker's last
+  // pass (a session stored just before a drain ends) still reach the ring. Every job carries a
+  // deadline and is skipped once it has passed, so this takes at most the longest deadline plus
+  // one operation's I/O bound.
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
-    dropped.swap(queue_);
   }
   wake_.notify_all();
   for (std::thread& t : threads_) t.join();
-  for (Job& job : dropped) job.pending->complete(job.id, Result{Status::kError, {}});
 }
 
 bool Lane::enqueue(Job job) {
@@ -382,7 +383,7 @@ void Lane::ioLoop() {
     {
       std::unique_lock<std::mutex> lock(mu_);
       wake_.wait(lock, [this] { return stopping_ || !queue_.empty(); });
-      if (stopping_) return;
+      if (queue_.empty()) return;  // stopping, and nothing left to run
       job = std::move(queue_.front());
       queue_.pop_front();
     }
@@ -643,7 +644,7 @@ class MemcachedStore final : public Store {
   ~MemcachedStore() override {
     event_free(wake_ev_);
     pending_->shutdown();
-    lane_.reset();  // joins this worker's I/O threads (at shutdown: at most one io_timeout)
+    lane_.reset();  // runs the queued jobs (each until its deadline), joins the I/O threads
   }
 
   OpId get(std::string_view key, Millis timeout, Callback done) override {

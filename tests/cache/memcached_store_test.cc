@@ -16,6 +16,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -88,6 +89,14 @@ int connectTo(uint16_t port) {
     return -1;
   }
   return fd;
+}
+
+// `prefix` followed by `i`, built by appending: GCC 12 warns falsely (-Wrestrict, GCC bug 105651)
+// about `literal + std::to_string(i)`, which inserts at the front.
+std::string numbered(const char* prefix, size_t i) {
+  std::string out(prefix);
+  out += std::to_string(i);
+  return out;
 }
 
 // What memcached's text protocol returns for `get key`: how another client sees copy 0.
@@ -238,10 +247,12 @@ class MemcachedStoreTest : public ::testing::Test {
     for (const auto& n : nodes_) out.push_back(n->port());
     return out;
   }
-  void connectRing(int replicas, int io_threads = 2, Millis retry = 2000ms) {
+  void connectRing(int replicas, int io_threads = 2, Millis retry = 2000ms,
+                   Millis io_timeout = 200ms) {
     MemcachedOptions o = optionsFor(ports(), replicas);
     o.io_threads = io_threads;
     o.retry_timeout = retry;
+    o.io_timeout = io_timeout;
     backend_ = makeBackend(o);
     ASSERT_TRUE(backend_);
     store_ = backend_->connect(base_.get());
@@ -371,12 +382,12 @@ TEST_F(MemcachedStoreTest, KeysMemcachedCannotTakeAreMappedWithoutCollisions) {
       EXPECT_LE(c.key.size(), 250u);
       for (char ch : c.key) EXPECT_TRUE(ch > 0x20 && ch < 0x7f) << "byte " << int(ch);
     }
-    ASSERT_EQ(set(odd[i], std::to_string(i).insert(0, "v")).status, Status::kOk) << i;
+    ASSERT_EQ(set(odd[i], numbered("v", i)).status, Status::kOk) << i;
   }
   for (size_t i = 0; i < odd.size(); ++i) {
     Result r = get(odd[i]);
     EXPECT_EQ(r.status, Status::kOk) << i;
-    EXPECT_EQ(r.value, std::to_string(i).insert(0, "v")) << i;
+    EXPECT_EQ(r.value, numbered("v", i)) << i;
   }
   EXPECT_EQ(backend_->placeCopies(std::string(240, 'p'))[0].key, std::string(240, 'p'));
   EXPECT_NE(backend_->placeCopies("hash#r1:0")[0].key, "hash#r1:0");  // '#' marks replicas only
@@ -403,19 +414,43 @@ TEST_F(MemcachedStoreTest, TtlsAreWholeSecondsAtLeastOneAndLongOnesStayRelative)
 TEST_F(MemcachedStoreTest, CancelledAndDroppedCallbacksNeverRun) {
   startNodes(1);
   connectRing(0);
-  int ran = 0;
-  OpId cancelled = store_->set("c", "v", kTtl, kTimeout, [&](Result) { ++ran; });
+  int cancelled_ran = 0;
+  OpId cancelled = store_->set("c", "v", kTtl, kTimeout, [&](Result) { ++cancelled_ran; });
   store_->cancel(cancelled);
   bool after = false;
   store_->get("c", kTimeout, [&](Result) { after = true; });
   ASSERT_TRUE(runUntil(base_.get(), [&] { return after; }));
-  for (int i = 0; i < 20; ++i) store_->get("c", kTimeout, [&](Result) { ++ran; });
-  // One pass of the loop wakes the I/O threads, so results race with the reset below.
+  EXPECT_EQ(cancelled_ran, 0);
+  int ran_after_reset = 0;
+  for (int i = 0; i < 20; ++i) {
+    store_->get("c", kTimeout, [&](Result) { ran_after_reset += store_ == nullptr ? 1 : 0; });
+  }
+  // One pass of the loop wakes the I/O threads, so results race with the reset below: those
+  // delivered in this pass may run (the Store is still there); none may run after the reset.
   event_base_loop(base_.get(), EVLOOP_NONBLOCK);
-  store_.reset();    // drops the 20 pending callbacks
+  store_.reset();    // drops the pending callbacks
   backend_.reset();  // joins the I/O threads: every job has finished or been dropped
   event_base_loop(base_.get(), EVLOOP_NONBLOCK);
-  EXPECT_EQ(ran, 0);
+  EXPECT_EQ(cancelled_ran, 0);
+  EXPECT_EQ(ran_after_reset, 0);
+}
+
+TEST_F(MemcachedStoreTest, WritesQueuedBeforeTheStoreGoesStillReachTheRing) {
+  startNodes(3);
+  connectRing(1);
+  // The worker's loop never runs again after these calls (as in the last pass before a drain
+  // ends), so the I/O threads were never woken for them: destroying the Store must still run them.
+  for (int i = 0; i < 8; ++i) {
+    store_->set(numbered("last-pass-", i), numbered("v", i), kTtl, kTimeout,
+                [](Result) {});
+  }
+  store_.reset();
+  store_ = backend_->connect(base_.get());
+  for (int i = 0; i < 8; ++i) {
+    Result r = get(numbered("last-pass-", i));
+    EXPECT_EQ(r.status, Status::kOk) << i;
+    EXPECT_EQ(r.value, numbered("v", i)) << i;
+  }
 }
 
 TEST_F(MemcachedStoreTest, AStoreOutlivingItsBackendAnswersError) {
@@ -544,7 +579,9 @@ TEST_F(MemcachedStoreTest, AStoppedNodeCostsAtMostTheIoTimeout) {
 
 TEST_F(MemcachedStoreTest, ADeadlineThatPassesFirstGivesTimeoutOnce) {
   startNodes(1);
-  connectRing(0, /*io_threads=*/1);
+  // io_timeout far past the deadline, so that a test thread descheduled for a while still sees
+  // the deadline's answer before the I/O thread's.
+  connectRing(0, /*io_threads=*/1, 2000ms, /*io_timeout=*/1000ms);
   ASSERT_EQ(set("k", "v").status, Status::kOk);
   nodes_[0]->signal(SIGSTOP);
   int calls = 0;
@@ -567,10 +604,25 @@ TEST_F(MemcachedStoreTest, ADeadlineThatPassesFirstGivesTimeoutOnce) {
 }
 
 TEST_F(MemcachedStoreTest, NoMemcachedRunningFailsFastWithoutHanging) {
-  std::set<uint16_t> free;
-  while (free.size() < 3) free.insert(freePort());
+  // Ports held bound and never listened on: connects to them are refused, and neither another
+  // process nor the kernel (as the source port of a connect to it) can take one meanwhile.
+  struct HeldPort {
+    int fd = socket(AF_INET, SOCK_STREAM, 0);
+    ~HeldPort() { close(fd); }
+    uint16_t bind() {
+      sockaddr_in a = loopback(0);
+      socklen_t len = sizeof(a);
+      bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
+                getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
+      return ok ? ntohs(a.sin_port) : 0;
+    }
+  };
+  HeldPort held[3];
+  std::vector<uint16_t> dead;
+  for (HeldPort& h : held) dead.push_back(h.bind());
+  ASSERT_EQ(std::count(dead.begin(), dead.end(), 0), 0);
   // Two replicas: every operation asks all three nodes.
-  MemcachedOptions o = optionsFor({free.begin(), free.end()}, 2);
+  MemcachedOptions o = optionsFor(dead, 2);
   backend_ = makeBackend(o);
   ASSERT_TRUE(backend_);
   store_ = backend_->connect(base_.get());

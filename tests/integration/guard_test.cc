@@ -256,9 +256,9 @@ TEST_F(GuardTest, SignedRequestsAreCheckedAndEachRefusalSaysWhy) {
       {"another session's cookie", other_session, body, "unknown_key"},
       {"signed for another target", other_target, body, "bad_signature"},
       {"created past the window",
-       sign(k, "s1", "shop.test", "/api/orders", body, "n-5", nowSeconds() - 61), body, "stale"},
+       sign(k, "s1", "shop.test", "/api/orders", body, "n-5", nowSeconds() - 120), body, "stale"},
       {"created ahead of the window",
-       sign(k, "s1", "shop.test", "/api/orders", body, "n-6", nowSeconds() + 61), body, "stale"},
+       sign(k, "s1", "shop.test", "/api/orders", body, "n-6", nowSeconds() + 120), body, "stale"},
       {"no signature", {"Cookie: SESSIONID=s1"}, body, "missing_signature"},
       {"no session", {"Content-Digest: x"}, body, "no_session"},
       {"garbage",
@@ -316,13 +316,18 @@ TEST_F(GuardTest, TwoNodesShareNoncesAndTheBlocklist) {
     std::this_thread::sleep_for(50ms);
   }
   EXPECT_EQ(status, 403);
-  EXPECT_LT(std::chrono::steady_clock::now() - start, 1s);
-  // Past the second, every worker of node 1 holds it, for the endpoints too: a blocked client
-  // gets no key.
-  std::this_thread::sleep_until(start + 1s);
-  for (int i = 0; i < 4; ++i) {
-    EXPECT_EQ(httpCall(nodes_[1].port, "GET", "shop.test", "/", {}, "", "127.0.0.7").status, 403);
-  }
+  // Workers reread the list at least every 800 ms; the slack is for a loaded test machine.
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 2s);
+  // Soon every worker of node 1 holds it, for the endpoints too: a blocked client gets no key.
+  auto refusedByEveryWorker = [&] {
+    for (int i = 0; i < 4; ++i) {
+      if (httpCall(nodes_[1].port, "GET", "shop.test", "/", {}, "", "127.0.0.7").status != 403) {
+        return false;
+      }
+    }
+    return true;
+  };
+  EXPECT_TRUE(eventually(refusedByEveryWorker, 3s));
   HttpReply keys = httpCall(nodes_[1].port, "POST", "shop.test", "/_tessera/keys",
                             {"Cookie: SESSIONID=s9"}, "{}", "127.0.0.7");
   EXPECT_EQ(keys.status, 403);
@@ -346,8 +351,11 @@ TEST_F(GuardTest, TwoNodesShareNoncesAndTheBlocklist) {
   HttpReply removed = admin(1, "DELETE", R"({"kind":"ip","value":"127.0.0.7"})");
   EXPECT_EQ(removed.status, 200) << removed.body;
   EXPECT_EQ(admin(1, "DELETE", R"({"kind":"ip","value":"127.0.0.7"})").status, 404);
-  std::this_thread::sleep_for(1s);
-  EXPECT_EQ(httpCall(nodes_[0].port, "GET", "shop.test", "/", {}, "", "127.0.0.7").status, 200);
+  EXPECT_TRUE(eventually(
+      [&] {
+        return httpCall(nodes_[0].port, "GET", "shop.test", "/", {}, "", "127.0.0.7").status == 200;
+      },
+      3s));
   EXPECT_EQ(httpCall(nodes_[0].port, "GET", "shop.test", "/", {}, "", "127.0.1.5").status, 403);
   EXPECT_NE(audit(1).find("guard_blocked"), std::string::npos);
 }
@@ -361,6 +369,10 @@ TEST_F(GuardTest, YamlBlocklistAndRateLimit) {
   EXPECT_EQ(httpCall(nodes_[0].port, "GET", "shop.test", "/", {"X-User-Id: mallory"}).status, 403);
   EXPECT_EQ(httpCall(nodes_[0].port, "GET", "shop.test", "/", {"X-User-Id: alice"}).status, 200);
 
+  // The limit counts in fixed windows of the interval: start early in a minute, so that the four
+  // requests below fall in one window.
+  if (nowSeconds() % 60 >= 45)
+    std::this_thread::sleep_for(std::chrono::seconds(61 - nowSeconds() % 60));
   AgreedKey k = agree(0, "s1");
   std::string body = "{}";
   for (int i = 0; i < 3; ++i) {

@@ -83,11 +83,11 @@ std::string queryValue(const std::string& url, const std::string& key) {
   return query.substr(at + needle.size(), query.find('&', at) - at - needle.size());
 }
 
-}  // namespace
-
-int freePort() {
-  // The kernel may hand out the same free port twice in a row; a test that asks for several ports
-  // (listener, admin, memcached) needs them distinct, so no port is handed out twice per process.
+// A loopback TCP socket bound to a port the kernel picks, never one handed out before in this
+// process: the kernel may hand out the same free port twice in a row, and a test that asks for
+// several ports (listener, admin, memcached, a dead upstream) needs them distinct. Returns the
+// bound socket, and its port in `port`.
+int bindFreshLoopbackPort(int& port) {
   static std::mutex mutex;
   static std::set<int> handed_out;
   std::lock_guard lock(mutex);
@@ -96,26 +96,26 @@ int freePort() {
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a));
     socklen_t len = sizeof(a);
-    ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len);
+    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
+        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
+      throw std::runtime_error("cannot bind a loopback port");
+    }
+    port = ntohs(a.sin_port);
+    if (handed_out.insert(port).second) return fd;
     ::close(fd);
-    int port = ntohs(a.sin_port);
-    if (handed_out.insert(port).second) return port;
   }
 }
 
-RefusingPort::RefusingPort() : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  if (fd_ < 0 || ::bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-      ::getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-    throw std::runtime_error("cannot bind a loopback port");
-  }
-  port_ = ntohs(a.sin_port);
+}  // namespace
+
+int freePort() {
+  int port = 0;
+  ::close(bindFreshLoopbackPort(port));
+  return port;
 }
+
+RefusingPort::RefusingPort() { fd_ = bindFreshLoopbackPort(port_); }
 
 RefusingPort::~RefusingPort() { ::close(fd_); }
 

@@ -63,6 +63,7 @@ class MigrationTest : public ::testing::Test {
   std::string originPlugin() const {
     return "  mig_origin:\n"
            "    type: migration\n"
+           "    timeout: 2s\n"  // store calls: generous on a loaded test machine
            "    role: origin\n"
            "    session_cookie: SESSIONID\n"
            "    user_header: " +
@@ -103,6 +104,7 @@ class MigrationTest : public ::testing::Test {
         "workers: 2\nplugins:\n" + originPlugin() + jwtPlugin() +
         "  mig_target:\n"
         "    type: migration\n"
+        "    timeout: 2s\n"  // store calls: generous on a loaded test machine
         "    role: target\n"
         "    origin: local\n"
         "    permit_cookie: TPERMIT\n"
@@ -138,7 +140,7 @@ class MigrationTest : public ::testing::Test {
             "] } }\n"
             "session_cache:\n  store: memcached\n  seal_keys: [ { id: k1, file: " +
             seal_ + " } ]\n  memcached: { servers: [127.0.0.1:" + std::to_string(mc_port_) +
-            "] }\n"
+            "], io_timeout: 1s }\n"
             "admin: { listen: 127.0.0.1:" +
             std::to_string(admin) +
             " }\n"
@@ -446,6 +448,7 @@ TEST_F(MigrationTest, ARemoteTargetVerifiesOverMutualTls) {
       "plugins:\n"
       "  remote_target:\n"
       "    type: migration\n"
+      "    timeout: 2s\n"  // store calls: generous on a loaded test machine
       "    role: target\n"
       "    origin: https://127.0.0.1:" +
       std::to_string(tls_port) +
@@ -509,6 +512,7 @@ TEST_F(MigrationTest, AnUnreachableRemoteOriginIs502) {
       "plugins:\n"
       "  remote_target:\n"
       "    type: migration\n"
+      "    timeout: 2s\n"  // store calls: generous on a loaded test machine
       "    role: target\n"
       "    origin: https://" +
       origin.address() +

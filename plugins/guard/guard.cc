@@ -33,7 +33,10 @@ using Json = nlohmann::json;
 using Config = GuardConfig;
 
 constexpr size_t kMaxKeysBody = 4096;
-constexpr size_t kKeysPerSession = 4;  // pages of one session that ran init() and keep working
+// Pages of one session that ran init() and keep working. Each key has a slot of its own in the
+// store, and its keyid starts with the slot's digit, so that two agreements at once (two tabs)
+// take different slots instead of both rewriting one list and losing a key.
+constexpr size_t kKeysPerSession = 4;
 constexpr size_t kMaxKeyIdBytes = 64;
 constexpr size_t kMaxNonceBytes = 128;
 constexpr cache::Seconds kNonceMargin{5};
@@ -280,12 +283,13 @@ class Guard : public Plugin {
   void verify();
   void onCount(cache::Result r);
   void lookUpKeys();
-  void onKeys(cache::Result r);
+  void onKeys(const std::string& where, cache::Result r);
   void checkKey(const SessionKeys& keys);
   SessionKeys::const_iterator findKey(const SessionKeys& keys) const;
   void onNonce(cache::Result r);
   void handleKeys();
-  void storeKey(cache::Result r, std::string keyid, std::string key);
+  void storeKey(cache::Result r, const std::string& random_id, Json server, std::string key);
+  void removeKeys(size_t slot, std::string new_ref, cache::Seconds ttl);
 
   Verdict refuse(int status, std::string_view reason);
   Verdict reply(int status, std::string content_type, std::string body,
@@ -298,7 +302,17 @@ class Guard : public Plugin {
     }
     return *device_;
   }
-  std::string keysKey() const { return "guard:k:" + session_ref_; }
+  // Where the session's key in `slot` is kept, and the count of keys it agreed (which picks the
+  // slot of the next one).
+  std::string keysKey(size_t slot) const {
+    return "guard:k:" + session_ref_ + ":" + std::to_string(slot);
+  }
+  std::string keyCountKey() const { return "guard:kn:" + session_ref_; }
+  // The slot a keyid names, or none for a keyid this plugin did not make.
+  static std::optional<size_t> slotOf(std::string_view keyid) {
+    if (keyid.empty() || keyid[0] < '0' || keyid[0] >= '0' + char(kKeysPerSession)) return {};
+    return static_cast<size_t>(keyid[0] - '0');
+  }
   std::string sessionRef(std::string_view cookie) const {
     return hexEncode(state_->crypto->sha256("guard key ref\n" + std::string(cookie)));
   }
@@ -612,27 +626,34 @@ void Guard::onCount(cache::Result r) {
 }
 
 void Guard::lookUpKeys() {
+  std::optional<size_t> slot = slotOf(*signature_->input.keyid);
+  if (!slot) {
+    refuse(401, "unknown_key");
+    return;
+  }
   // A copy without this keyid may predate a key agreed since on another worker: the store says.
-  const SessionKeys* keys = workerState(state_).keys.find(keysKey(), context_.now());
+  std::string where = keysKey(*slot);
+  const SessionKeys* keys = workerState(state_).keys.find(where, context_.now());
   if (keys != nullptr && findKey(*keys) != keys->end()) {
     checkKey(*keys);
     return;
   }
-  pending_ = context_.store().get(keysKey(), config_.timeout,
-                                  tracked([this](cache::Result r) { onKeys(std::move(r)); }));
+  pending_ = context_.store().get(where, config_.timeout, tracked([this, where](cache::Result r) {
+                                    onKeys(where, std::move(r));
+                                  }));
 }
 
-void Guard::onKeys(cache::Result r) {
+void Guard::onKeys(const std::string& where, cache::Result r) {
   if (r.status == cache::Status::kTimeout || r.status == cache::Status::kError) {
     refuse(502, "store_unavailable");
     return;
   }
   std::optional<std::string> text =
-      r.status == cache::Status::kOk ? context_.open(keysKey(), r.value) : std::nullopt;
+      r.status == cache::Status::kOk ? context_.open(where, r.value) : std::nullopt;
   SessionKeys keys = parseSessionKeys(text);
   if (text) text->assign(text->size(), '\0');
   checkKey(keys);
-  workerState(state_).keys.put(keysKey(), std::move(keys), context_.now());
+  workerState(state_).keys.put(where, std::move(keys), context_.now());
 }
 
 SessionKeys::const_iterator Guard::findKey(const SessionKeys& keys) const {
@@ -696,7 +717,7 @@ void Guard::handleKeys() {
     refuse(400, "bad_client_key");
     return;
   }
-  std::string keyid = state_->crypto->randomToken(16);
+  std::string random_id = state_->crypto->randomToken(16);
   Json server = {{"kty", "EC"}, {"crv", "P-256"}, {"x", agreed->server_x}, {"y", agreed->server_y}};
   std::string key = std::move(agreed->key);
   // The key lives as long as the session: its login, if it passed through this plugin, left
@@ -704,50 +725,56 @@ void Guard::handleKeys() {
   std::string life_key = lifetimeKey(session_ref_);
   pending_ = context_.store().get(
       life_key, config_.timeout,
-      tracked([this, life_key, keyid, key, server](cache::Result r) mutable {
+      tracked([this, life_key, random_id, key, server](cache::Result r) mutable {
         key_ttl_ = config_.key_lifetime;
         std::optional<std::string> expiry =
             r.status == cache::Status::kOk ? context_.open(life_key, r.value) : std::nullopt;
         int64_t left =
             expiry ? std::strtoll(expiry->c_str(), nullptr, 10) - unixSeconds(context_.now()) : 0;
         if (left > 0) key_ttl_ = std::min(cache::Seconds(left), fields::kMaxCookieLifetime);
-        body_ = Json{{"jwk", server},
-                     {"keyid", keyid},
-                     {"expires_in", key_ttl_.count()},
-                     {"cookie", config_.session_cookie}}
-                    .dump() +
-                "\n";
-        // Read, add, write: the session keeps its newest keys (one per page that ran init()).
-        pending_ = context_.store().get(keysKey(), config_.timeout,
-                                        tracked([this, keyid, key](cache::Result r) mutable {
-                                          storeKey(std::move(r), std::move(keyid), std::move(key));
-                                        }));
+        // The session's count of agreed keys picks the slot: the count is atomic, so agreements
+        // at the same time take different slots, and the newest kKeysPerSession keys stay.
+        pending_ = context_.store().increment(
+            keyCountKey(), key_ttl_, config_.timeout,
+            tracked([this, random_id, key, server](cache::Result r) mutable {
+              storeKey(std::move(r), random_id, std::move(server), std::move(key));
+              OPENSSL_cleanse(key.data(), key.size());
+            }));
+        OPENSSL_cleanse(key.data(), key.size());
       }));
+  OPENSSL_cleanse(key.data(), key.size());
 }
 
-void Guard::storeKey(cache::Result r, std::string keyid, std::string key) {
-  if (r.status == cache::Status::kTimeout || r.status == cache::Status::kError) {
+void Guard::storeKey(cache::Result r, const std::string& random_id, Json server, std::string key) {
+  if (r.status != cache::Status::kOk) {
+    OPENSSL_cleanse(key.data(), key.size());
     refuse(502, "store_unavailable");
     return;
   }
-  std::optional<std::string> text =
-      r.status == cache::Status::kOk ? context_.open(keysKey(), r.value) : std::nullopt;
-  Json record = text ? parseJsonObject(*text, kMaxJsonDepth).value_or(Json()) : Json();
-  Json keys = record.is_object() && record["keys"].is_array() ? record["keys"] : Json::array();
-  while (keys.size() >= kKeysPerSession) keys.erase(keys.begin());
-  keys.push_back({{"id", keyid}, {"k", base64Encode(key)}});
+  uint64_t agreed = std::strtoull(r.value.c_str(), nullptr, 10);
+  size_t slot = static_cast<size_t>((agreed == 0 ? 0 : agreed - 1) % kKeysPerSession);
+  std::string keyid = std::to_string(slot) + random_id;
+  std::string where = keysKey(slot);
+  Json entry = {{"id", keyid}, {"k", base64Encode(key)}};
   OPENSSL_cleanse(key.data(), key.size());
-  std::string plain = Json{{"keys", keys}}.dump();
-  std::string sealed = context_.seal(keysKey(), plain);
-  workerState(state_).keys.erase(keysKey());
+  std::string plain = Json{{"keys", Json::array({std::move(entry)})}}.dump();
+  std::string sealed = context_.seal(where, plain);
+  workerState(state_).keys.erase(where);
+  body_ = Json{{"jwk", std::move(server)},
+               {"keyid", keyid},
+               {"expires_in", key_ttl_.count()},
+               {"cookie", config_.session_cookie}}
+              .dump() +
+          "\n";
   pending_ = context_.store().set(
-      keysKey(), sealed, key_ttl_, config_.timeout,
-      tracked([this, plain = std::move(plain)](cache::Result r) mutable {
+      where, sealed, key_ttl_, config_.timeout,
+      tracked([this, where, plain = std::move(plain)](cache::Result r) mutable {
         if (r.status != cache::Status::kOk) {
+          plain.assign(plain.size(), '\0');
           refuse(502, "store_unavailable");
           return;
         }
-        workerState(state_).keys.put(keysKey(), parseSessionKeys(plain), context_.now());
+        workerState(state_).keys.put(where, parseSessionKeys(plain), context_.now());
         plain.assign(plain.size(), '\0');
         context_.count("key_agreed");
         reply(200, "application/json", std::move(body_));
@@ -774,19 +801,34 @@ Verdict Guard::onResponseHeaders(Response& response) {
       noteLifetime(new_ref, ttl);
       return Verdict::kStop;
     }
-    workerState(state_).keys.erase(keysKey());
-    pending_ = context_.store().remove(keysKey(), config_.timeout,
-                                       tracked([this, new_ref, ttl](cache::Result) {
-                                         context_.count("keys_removed");
-                                         if (new_ref.empty()) {
-                                           callbacks_.resume();
-                                         } else {
-                                           noteLifetime(new_ref, ttl);
-                                         }
-                                       }));
+    removeKeys(0, std::move(new_ref), ttl);
     return Verdict::kStop;
   }
   return Verdict::kContinue;
+}
+
+// Removes the old session's keys slot by slot, then its count of keys, then goes on with the
+// response (noting the new session's life, if there is one).
+void Guard::removeKeys(size_t slot, std::string new_ref, cache::Seconds ttl) {
+  if (slot < kKeysPerSession) {
+    workerState(state_).keys.erase(keysKey(slot));
+    pending_ = context_.store().remove(
+        keysKey(slot), config_.timeout,
+        tracked([this, slot, new_ref = std::move(new_ref), ttl](cache::Result) mutable {
+          removeKeys(slot + 1, std::move(new_ref), ttl);
+        }));
+    return;
+  }
+  pending_ =
+      context_.store().remove(keyCountKey(), config_.timeout,
+                              tracked([this, new_ref = std::move(new_ref), ttl](cache::Result) {
+                                context_.count("keys_removed");
+                                if (new_ref.empty()) {
+                                  callbacks_.resume();
+                                } else {
+                                  noteLifetime(new_ref, ttl);
+                                }
+                              }));
 }
 
 void Guard::noteLifetime(const std::string& ref, cache::Seconds ttl) {

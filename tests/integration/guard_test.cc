@@ -225,7 +225,7 @@ TEST_F(GuardTest, TimeClientJsAndKeyAgreement) {
     EXPECT_EQ(r.status, 400) << body;
   }
   AgreedKey k = agree(0, "s1");
-  EXPECT_EQ(k.keyid.size(), 22u);
+  EXPECT_EQ(k.keyid.size(), 23u);  // the slot digit and 128 random bits
   EXPECT_EQ(k.key.size(), 32u);
   // Unprotected paths pass untouched.
   EXPECT_EQ(httpCall(nodes_[0].port, "POST", "shop.test", "/api/cart", {}, "x").status, 200);
@@ -513,7 +513,7 @@ TEST_F(GuardTest, TheSdkSignsFromHeadlessChromium) {
   ASSERT_FALSE(result.contains("error")) << out;
   EXPECT_EQ(result["status"], 200) << out;
   EXPECT_NE(result["body"].get<std::string>().find("POST /api/orders"), std::string::npos) << out;
-  EXPECT_EQ(result["keyid"].get<std::string>().size(), 22u);
+  EXPECT_EQ(result["keyid"].get<std::string>().size(), 23u);
   // The reply came sealed, and the SDK gave the page the backend's own.
   EXPECT_EQ(result["contentType"], "text/plain; charset=utf-8") << out;
   EXPECT_GE(nodes_[0].tessera->metric(

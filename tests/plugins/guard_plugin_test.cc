@@ -330,8 +330,23 @@ class GuardPluginTest : public ::testing::Test {
 
   // A key agreed as a client does it: an ephemeral P-256 key made with cjose, the plugin's public
   // key from the endpoint, and K from the other side of the ECDH (its two roles are symmetric).
-  AgreedKey agree(const Factory& factory, const std::string& session,
-                  int64_t expires_in = 24 * 60 * 60) {
+  // Where the guard keeps the key `keyid` of `session`: its slot is the keyid's first digit.
+  std::string keySlotKey(const std::string& session, const std::string& keyid) const {
+    std::string key = "guard:k:";
+    for (unsigned char c : crypto_->sha256("guard key ref\n" + session)) {
+      static constexpr char kHex[] = "0123456789abcdef";
+      key += kHex[c >> 4];
+      key += kHex[c & 15];
+    }
+    return key + ":" + keyid.substr(0, 1);
+  }
+
+  // A client's side of an agreement: its key pair, and the body it posts to the keys endpoint.
+  struct ClientKey {
+    std::string d, x, y;
+    std::string body;
+  };
+  ClientKey newClientKey() {
     cjose_err err{};
     cjose_jwk_t* jwk = cjose_jwk_create_EC_random(CJOSE_JWK_EC_P_256, &err);
     EXPECT_NE(jwk, nullptr);
@@ -341,26 +356,35 @@ class GuardPluginTest : public ::testing::Test {
     cjose_get_dealloc()(text);
     cjose_jwk_release(jwk);
     Json request = {{"jwk", {{"kty", "EC"}, {"crv", "P-256"}, {"x", mine["x"]}, {"y", mine["y"]}}}};
-    Outcome out = run(factory, keysCall(session, request.dump()));
-    EXPECT_EQ(out.status(), 200) << out;
-    EXPECT_EQ(out.header("Content-Type"), "application/json");
-    EXPECT_EQ(out.header("Cache-Control"), "no-store");
-    EXPECT_EQ(out.count("key_agreed"), 1);
-    Json answer = Json::parse(out.reply ? out.reply->body : "", nullptr, false);
+    return {mine["d"], mine["x"], mine["y"], request.dump()};
+  }
+  // The key the client derives from the endpoint's answer.
+  AgreedKey finishAgreement(const ClientKey& mine, const std::string& reply_body,
+                            const std::string& session, int64_t expires_in) {
+    Json answer = Json::parse(reply_body, nullptr, false);
     if (!answer.is_object() || !answer.contains("jwk") || !answer["keyid"].is_string()) {
-      ADD_FAILURE() << "no agreement: " << out;
+      ADD_FAILURE() << "no agreement: " << reply_body;
       return {};
     }
     EXPECT_EQ(answer["cookie"], "SESSIONID");
     EXPECT_EQ(answer["expires_in"], expires_in);
     EXPECT_EQ(answer["jwk"]["kty"], "EC");
     EXPECT_EQ(answer["jwk"]["crv"], "P-256");
-    std::string d = mine["d"], x = mine["x"], y = mine["y"];
-    std::optional<GuardCrypto::Agreement> k =
-        crypto_->agreeWithServerKeyForTesting({d, x, y}, answer["jwk"]["x"].get<std::string>(),
-                                              answer["jwk"]["y"].get<std::string>(), session);
+    std::optional<GuardCrypto::Agreement> k = crypto_->agreeWithServerKeyForTesting(
+        {mine.d, mine.x, mine.y}, answer["jwk"]["x"].get<std::string>(),
+        answer["jwk"]["y"].get<std::string>(), session);
     EXPECT_TRUE(k.has_value());
     return {answer["keyid"].get<std::string>(), k ? k->key : ""};
+  }
+  AgreedKey agree(const Factory& factory, const std::string& session,
+                  int64_t expires_in = 24 * 60 * 60) {
+    ClientKey mine = newClientKey();
+    Outcome out = run(factory, keysCall(session, mine.body));
+    EXPECT_EQ(out.status(), 200) << out;
+    EXPECT_EQ(out.header("Content-Type"), "application/json");
+    EXPECT_EQ(out.header("Cache-Control"), "no-store");
+    EXPECT_EQ(out.count("key_agreed"), 1);
+    return finishAgreement(mine, out.reply ? out.reply->body : "", session, expires_in);
   }
   AgreedKey agree(const std::string& session) { return agree(*factory_, session); }
 
@@ -1194,12 +1218,7 @@ TEST_F(GuardPluginTest, ClusterBlocklistRefreshedInTheBackground) {
 // logout, here written straight into the store) holds here once the copy is older than 800 ms.
 TEST_F(GuardPluginTest, AWorkersCopyOfTheKeysIsReadAgainAfterItsMaxAge) {
   AgreedKey k = agree("sess-A");
-  std::string key = "guard:k:";
-  for (unsigned char c : crypto_->sha256("guard key ref\nsess-A")) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    key += kHex[c >> 4];
-    key += kHex[c & 15];
-  }
+  std::string key = keySlotKey("sess-A", k.keyid);
   Signing s;
   s.nonce = "copy-1";
   ASSERT_TRUE(run(signedCall(k, "sess-A", s)).passed);
@@ -1213,27 +1232,71 @@ TEST_F(GuardPluginTest, AWorkersCopyOfTheKeysIsReadAgainAfterItsMaxAge) {
 }
 
 // A key agreed on another worker is not in this worker's copy yet: the store is asked again
-// rather than refusing the key.
+// rather than refusing the key. That holds for a key in another slot, and for one that took the
+// slot of this worker's copy (a session's fifth key takes the first one's slot).
 TEST_F(GuardPluginTest, AKeyAgreedElsewhereIsFoundDespiteThisWorkersCopy) {
   AgreedKey k = agree("sess-A");
+  ASSERT_EQ(k.keyid[0], '0');
   Signing s;
   s.nonce = "mine";
   ASSERT_TRUE(run(signedCall(k, "sess-A", s)).passed);  // this worker now holds a copy
-  AgreedKey other{"elsewhere-1", std::string(32, 'k')};
-  std::string key = "guard:k:";
-  for (unsigned char c : crypto_->sha256("guard key ref\nsess-A")) {
-    static constexpr char kHex[] = "0123456789abcdef";
-    key += kHex[c >> 4];
-    key += kHex[c & 15];
-  }
-  Json record = {{"keys",
-                  {{{"id", k.keyid}, {"k", base64Encode(k.key)}},
-                   {{"id", other.keyid}, {"k", base64Encode(other.key)}}}}};
-  writeStore(key, sealer_->seal(key, record.dump()));
+  auto writeKey = [&](const AgreedKey& key) {
+    std::string where = keySlotKey("sess-A", key.keyid);
+    Json record = {{"keys", {{{"id", key.keyid}, {"k", base64Encode(key.key)}}}}};
+    writeStore(where, sealer_->seal(where, record.dump()));
+  };
+  AgreedKey other{"1elsewhere", std::string(32, 'k')};
+  writeKey(other);
   s.nonce = "theirs";
   EXPECT_TRUE(run(signedCall(other, "sess-A", s)).passed);
   s.nonce = "mine-again";
   EXPECT_TRUE(run(signedCall(k, "sess-A", s)).passed);
+
+  AgreedKey newer{"0newer", std::string(32, 'n')};
+  writeKey(newer);
+  s.nonce = "newer";
+  EXPECT_TRUE(run(signedCall(newer, "sess-A", s)).passed);
+  s.nonce = "replaced";
+  EXPECT_TRUE(refused(run(signedCall(k, "sess-A", s)), 401, "unknown_key"));
+}
+
+// Two pages of one session agree keys at the same time: both keys work (each agreement takes a
+// slot of its own; a read-add-write of one list would keep only the later one).
+TEST_F(GuardPluginTest, KeysAgreedAtTheSameTimeAreBothKept) {
+  ClientKey mine[2] = {newClientKey(), newClientKey()};
+  FakeCallbacks callbacks[2];
+  std::unique_ptr<Plugin> plugins[2];
+  std::vector<std::unique_ptr<FakeRequest>> requests;
+  for (int i = 0; i < 2; ++i) {
+    Call call = keysCall("sess-A", mine[i].body);
+    plugins[i] = factory_->create(context_, callbacks[i]);
+    requests.push_back(
+        std::make_unique<FakeRequest>(call.method, call.target, call.headers, "shop.test"));
+    if (plugins[i]->onRequestHeaders(*requests.back()) == Verdict::kStop) {  // the blocklist
+      ASSERT_TRUE(stepUntil(base_.get(), [&] { return callbacks[i].resumes == 1; }));
+    }
+    ASSERT_TRUE(callbacks[i].replies.empty());
+    ASSERT_TRUE(plugins[i]->wantsBody());
+  }
+  // Both wait on the store before either has finished.
+  for (int i = 0; i < 2; ++i) {
+    Call call = keysCall("sess-A", mine[i].body);
+    ASSERT_EQ(plugins[i]->onRequestBody(*requests[i], call.body[0], true), Verdict::kStop);
+  }
+  ASSERT_TRUE(stepUntil(
+      base_.get(), [&] { return !callbacks[0].replies.empty() && !callbacks[1].replies.empty(); }));
+  AgreedKey keys[2];
+  for (int i = 0; i < 2; ++i) {
+    ASSERT_EQ(callbacks[i].replies.size(), 1u);
+    ASSERT_EQ(callbacks[i].replies[0].status, 200) << callbacks[i].replies[0].body;
+    keys[i] = finishAgreement(mine[i], callbacks[i].replies[0].body, "sess-A", 24 * 60 * 60);
+  }
+  EXPECT_NE(keys[0].keyid, keys[1].keyid);
+  Signing s;
+  for (int i = 0; i < 2; ++i) {
+    s.nonce = "both-" + std::to_string(i);
+    EXPECT_TRUE(run(signedCall(keys[i], "sess-A", s)).passed) << i;
+  }
 }
 
 TEST_F(GuardPluginTest, ClusterBlocklistRemovalHoldsWithinItsMaxAge) {

@@ -4,6 +4,7 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <array>
 #include <atomic>
 #include <chrono>
 #include <cstdint>
@@ -259,6 +260,9 @@ class Guard : public Plugin {
 
   void cancel() {
     if (pending_ != 0) context_.store().cancel(std::exchange(pending_, 0));
+    for (cache::OpId& id : removals_) {
+      if (id != 0) context_.store().cancel(std::exchange(id, 0));
+    }
   }
 
   template <typename Fn>
@@ -289,7 +293,8 @@ class Guard : public Plugin {
   void onNonce(cache::Result r);
   void handleKeys();
   void storeKey(cache::Result r, const std::string& random_id, Json server, std::string key);
-  void removeKeys(size_t slot, std::string new_ref, cache::Seconds ttl);
+  void removeKeys(const std::string& new_ref, cache::Seconds ttl);
+  void forgetKeyCopies();
 
   Verdict refuse(int status, std::string_view reason);
   Verdict reply(int status, std::string content_type, std::string body,
@@ -309,6 +314,7 @@ class Guard : public Plugin {
   }
   std::string keyCountKey() const { return "guard:kn:" + session_ref_; }
   // The slot a keyid names, or none for a keyid this plugin did not make.
+  static_assert(kKeysPerSession <= 10, "a slot is one digit");
   static std::optional<size_t> slotOf(std::string_view keyid) {
     if (keyid.empty() || keyid[0] < '0' || keyid[0] >= '0' + char(kKeysPerSession)) return {};
     return static_cast<size_t>(keyid[0] - '0');
@@ -325,6 +331,9 @@ class Guard : public Plugin {
   Callbacks& callbacks_;
   Request* request_ = nullptr;  // valid in hooks and while the request waits
   cache::OpId pending_ = 0;
+  // A logout's removes of every key slot and of the count, all sent at once.
+  std::array<cache::OpId, kKeysPerSession + 1> removals_{};
+  size_t removals_left_ = 0;
   bool waited_ = false;  // a hook returned kStop for the blocklist read
   Endpoint endpoint_ = Endpoint::kNone;
   std::optional<std::string> device_;
@@ -734,9 +743,11 @@ void Guard::handleKeys() {
         if (left > 0) key_ttl_ = std::min(cache::Seconds(left), fields::kMaxCookieLifetime);
         // The session's count of agreed keys picks the slot: the count is atomic, so agreements
         // at the same time take different slots, and the newest kKeysPerSession keys stay.
+        // The count outlives any key it numbers (an increment keeps the expiry it was made
+        // with), so that numbering does not start again over a live key.
         pending_ = context_.store().increment(
-            keyCountKey(), key_ttl_, config_.timeout,
-            tracked([this, random_id, key, server](cache::Result r) mutable {
+            keyCountKey(), std::max(config_.key_lifetime, fields::kMaxCookieLifetime),
+            config_.timeout, tracked([this, random_id, key, server](cache::Result r) mutable {
               storeKey(std::move(r), random_id, std::move(server), std::move(key));
               OPENSSL_cleanse(key.data(), key.size());
             }));
@@ -801,34 +812,39 @@ Verdict Guard::onResponseHeaders(Response& response) {
       noteLifetime(new_ref, ttl);
       return Verdict::kStop;
     }
-    removeKeys(0, std::move(new_ref), ttl);
+    removeKeys(new_ref, ttl);
     return Verdict::kStop;
   }
   return Verdict::kContinue;
 }
 
-// Removes the old session's keys slot by slot, then its count of keys, then goes on with the
-// response (noting the new session's life, if there is one).
-void Guard::removeKeys(size_t slot, std::string new_ref, cache::Seconds ttl) {
-  if (slot < kKeysPerSession) {
-    workerState(state_).keys.erase(keysKey(slot));
-    pending_ = context_.store().remove(
-        keysKey(slot), config_.timeout,
-        tracked([this, slot, new_ref = std::move(new_ref), ttl](cache::Result) mutable {
-          removeKeys(slot + 1, std::move(new_ref), ttl);
-        }));
-    return;
+// Removes the old session's keys (every slot) and its count of keys, all at once, then goes on
+// with the response (noting the new session's life, if there is one). This worker's copies go at
+// once, and again when the removes are done, in case a request read a slot meanwhile.
+void Guard::removeKeys(const std::string& new_ref, cache::Seconds ttl) {
+  forgetKeyCopies();
+  removals_left_ = removals_.size();
+  for (size_t i = 0; i < removals_.size(); ++i) {
+    std::string key = i < kKeysPerSession ? keysKey(i) : keyCountKey();
+    // Callbacks never run inside the call, so removals_[i] is set before its callback runs.
+    removals_[i] =
+        context_.store().remove(key, config_.timeout, [this, i, new_ref, ttl](cache::Result) {
+          removals_[i] = 0;
+          if (--removals_left_ > 0) return;
+          forgetKeyCopies();
+          context_.count("keys_removed");
+          if (new_ref.empty()) {
+            callbacks_.resume();
+          } else {
+            noteLifetime(new_ref, ttl);
+          }
+        });
   }
-  pending_ =
-      context_.store().remove(keyCountKey(), config_.timeout,
-                              tracked([this, new_ref = std::move(new_ref), ttl](cache::Result) {
-                                context_.count("keys_removed");
-                                if (new_ref.empty()) {
-                                  callbacks_.resume();
-                                } else {
-                                  noteLifetime(new_ref, ttl);
-                                }
-                              }));
+}
+
+void Guard::forgetKeyCopies() {
+  for (size_t slot = 0; slot < kKeysPerSession; ++slot)
+    workerState(state_).keys.erase(keysKey(slot));
 }
 
 void Guard::noteLifetime(const std::string& ref, cache::Seconds ttl) {

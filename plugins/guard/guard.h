@@ -8,11 +8,14 @@
 //   POST {prefix}keys       {"jwk": client's P-256 public JWK}, with the session cookie: ECDH with
 //                           a fresh server key, K = HKDF-SHA256(Z, salt = SHA-256(cookie value),
 //                           "tessera guard v1"). Answers {"jwk", "keyid", "expires_in", "cookie"}.
-// Keys. "guard:k:" + ref(session cookie) -> sealed {keyid -> K}, the session's newest four keys
-//   (one per page that ran init()), for the session's life: a login response that sets the cookie
-//   leaves "guard:l:" + ref -> its expiry; without one, key_lifetime. A keyid is only found through
-//   the cookie it was agreed under, so another session's keyid is unknown. A response that clears
-//   the cookie (logout) or sets a new value (a new login) deletes the old session's keys. Each
+// Keys. The session's newest four keys (one per page that ran init()), each in a slot of its own:
+//   "guard:k:" + ref(session cookie) + ":" + slot -> sealed {keyid -> K}. The slot is the atomic
+//   count "guard:kn:" + ref of the session's agreements, modulo four, so agreements at the same
+//   time keep both keys; the keyid starts with the slot's digit. Keys live for the session's life:
+//   a login response that sets the cookie leaves "guard:l:" + ref -> its expiry; without one,
+//   key_lifetime. A keyid is only found through the cookie it was agreed under, so another
+//   session's keyid is unknown. A response that clears the cookie (logout) or sets a new value (a
+//   new login) deletes the old session's keys (every slot, and the count). Each
 //   worker keeps the records it read for 800 ms (one store round trip less per request), so a
 //   logout on another worker or node holds everywhere within that.
 // Protected requests (a `protect` entry matches the method and the normalised path) need an

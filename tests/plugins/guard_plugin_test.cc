@@ -1425,10 +1425,13 @@ class GuardLogoutTest : public GuardPluginTest,
 // agreed under the old one.
 TEST_P(GuardLogoutTest, RemovesTheSessionsKeys) {
   AgreedKey k = agree("sess-A");
+  AgreedKey second_page = agree("sess-A");  // in the next slot
   AgreedKey other = agree("sess-B");
   Signing s;
   s.nonce = "before";
   ASSERT_TRUE(run(signedCall(k, "sess-A", s)).passed);
+  s.nonce = "before-2";
+  ASSERT_TRUE(run(signedCall(second_page, "sess-A", s)).passed);
   Call logout{"POST", "/logout", {{"Host", "shop.test"}, {"Cookie", "SESSIONID=sess-A"}}};
   logout.set_cookies = {"theme=dark", GetParam()};
   Outcome out = run(logout);
@@ -1437,7 +1440,35 @@ TEST_P(GuardLogoutTest, RemovesTheSessionsKeys) {
   EXPECT_EQ(out.count("keys_removed"), 1);
   s.nonce = "after";
   EXPECT_TRUE(refused(run(signedCall(k, "sess-A", s)), 401, "unknown_key"));
+  s.nonce = "after-2";
+  EXPECT_TRUE(refused(run(signedCall(second_page, "sess-A", s)), 401, "unknown_key"));
   EXPECT_TRUE(run(signedCall(other, "sess-B", s)).passed);  // only that session's
+}
+
+// The request ends while its logout response waits for the removes (the client went away): every
+// key of the session goes all the same.
+TEST_F(GuardPluginTest, ALogoutCutShortStillRemovesEveryKey) {
+  std::vector<AgreedKey> keys;
+  for (int i = 0; i < 3; ++i) keys.push_back(agree("sess-A"));
+  FakeCallbacks callbacks;
+  std::unique_ptr<Plugin> plugin = factory_->create(context_, callbacks);
+  FakeRequest request("POST", "/logout", {{"Host", "shop.test"}, {"Cookie", "SESSIONID=sess-A"}},
+                      "shop.test");
+  if (plugin->onRequestHeaders(request) == Verdict::kStop) {  // the blocklist
+    ASSERT_TRUE(stepUntil(base_.get(), [&] { return callbacks.resumes == 1; }));
+  }
+  FakeResponse response(std::vector<HeaderField>{{"Set-Cookie", "SESSIONID=; Max-Age=0"}});
+  ASSERT_EQ(plugin->onResponseHeaders(response), Verdict::kStop);
+  plugin->onDestroy();
+  plugin.reset();
+  stepIdle(base_.get());
+  Signing s;
+  for (size_t i = 0; i < keys.size(); ++i) {
+    s.nonce = "gone-" + std::to_string(i);
+    EXPECT_TRUE(refused(run(signedCall(keys[i], "sess-A", s)), 401, "unknown_key")) << i;
+  }
+  // The count went too: the next key takes the first slot again.
+  EXPECT_EQ(agree("sess-A").keyid[0], '0');
 }
 
 INSTANTIATE_TEST_SUITE_P(

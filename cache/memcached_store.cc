@@ -15,6 +15,7 @@
 #include <optional>
 #include <set>
 #include <thread>
+#include <utility>
 
 #include "cache/pending_ops.h"
 
@@ -341,8 +342,9 @@ Lane::Lane(std::shared_ptr<MemcachedBackend::Ring> ring, int threads) : ring_(st
 Lane::~Lane() {
   // The threads run what is still queued before they exit, so writes made in the worker's last
   // pass (a session stored just before a drain ends) still reach the ring. Every job carries a
-  // deadline and is skipped once it has passed, so this takes at most the longest deadline plus
-  // one operation's I/O bound.
+  // deadline and is skipped once it has passed (reads are skipped at once), so this takes at most
+  // the longest deadline plus one operation's I/O bound, (replicas + 1) x (connect_timeout +
+  // io_timeout), when nodes hang.
   {
     std::lock_guard<std::mutex> lock(mu_);
     stopping_ = true;
@@ -386,6 +388,8 @@ void Lane::ioLoop() {
       if (queue_.empty()) return;  // stopping, and nothing left to run
       job = std::move(queue_.front());
       queue_.pop_front();
+      // Once stopping, nobody waits for a read: only writes are worth their round trips.
+      if (stopping_ && job.kind == OpKind::kGet) continue;
     }
     if (ring_->stopped()) {
       job.pending->complete(job.id, Result{Status::kError, {}});
@@ -665,6 +669,9 @@ class MemcachedStore final : public Store {
     return submit(OpKind::kIncrement, key, {}, ttl, timeout, std::move(done));
   }
   void cancel(OpId id) override { pending_->cancel(id); }
+  void flush() override {
+    if (std::exchange(wake_pending_, false)) lane_->wake();
+  }
 
  private:
   OpId submit(OpKind kind, std::string_view key, std::string_view value, Seconds ttl,

@@ -54,9 +54,10 @@
 //   the blocking calls, and hands the result back with PendingOps::complete(), which runs the
 //   callback from the worker's loop (so the worker's event_base must be made after
 //   evthread_use_pthreads()). Each Store shares ownership of the ring, so a Store may outlive its
-//   backend; its operations after ~MemcachedBackend fail with kError. Destroying a Store drops
-//   its callbacks but still runs the jobs queued (each only until its deadline), so a write made
-//   in the worker's last pass reaches the ring; then it joins its lane's threads. More than 16384
+//   backend; its operations after ~MemcachedBackend fail with kError. flush() wakes the lane at
+//   once (the worker calls it when its loop has stopped). Destroying a Store drops its callbacks
+//   but still runs the writes queued (each only until its deadline), so a write made in the
+//   worker's last pass reaches the ring; then it joins its lane's threads. More than 16384
 //   jobs waiting in one lane fail at once with kError. A Store wakes its I/O threads once per pass
 //   of the worker's loop, after the events that were ready, not once per job: a woken thread would
 //   preempt the worker mid-handshake.

@@ -87,6 +87,10 @@ class Store {
   virtual OpId increment(std::string_view key, Seconds ttl, Millis timeout, Callback done) = 0;
   // The callback of `id` will not run. Unknown or finished ids are ignored.
   virtual void cancel(OpId id) = 0;
+  // Worker thread, once its loop has stopped for good: starts at once what waits for the loop's
+  // next pass (a Store may hand its work on once per pass), so that writes made in the last pass
+  // still happen. Their callbacks do not run.
+  virtual void flush() {}
 };
 
 class StoreBackend {

@@ -64,6 +64,7 @@ void Worker::run() {
   session_cache_->makeCurrent();
   event_add(tick_ev_, &kTick);
   event_base_dispatch(base_);
+  session_cache_->store().flush();  // writes of the last pass (new sessions) still go out
   access_log_.flush();
   finished_.store(true, std::memory_order_release);
 }

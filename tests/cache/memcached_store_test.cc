@@ -441,8 +441,7 @@ TEST_F(MemcachedStoreTest, WritesQueuedBeforeTheStoreGoesStillReachTheRing) {
   // The worker's loop never runs again after these calls (as in the last pass before a drain
   // ends), so the I/O threads were never woken for them: destroying the Store must still run them.
   for (int i = 0; i < 8; ++i) {
-    store_->set(numbered("last-pass-", i), numbered("v", i), kTtl, kTimeout,
-                [](Result) {});
+    store_->set(numbered("last-pass-", i), numbered("v", i), kTtl, kTimeout, [](Result) {});
   }
   store_.reset();
   store_ = backend_->connect(base_.get());
@@ -451,6 +450,23 @@ TEST_F(MemcachedStoreTest, WritesQueuedBeforeTheStoreGoesStillReachTheRing) {
     EXPECT_EQ(r.status, Status::kOk) << i;
     EXPECT_EQ(r.value, numbered("v", i)) << i;
   }
+}
+
+// The worker's loop has stopped for good: flush() sends what the last pass queued, at once and
+// without the loop (the Store is destroyed much later, after every worker has finished).
+TEST_F(MemcachedStoreTest, FlushSendsTheLastPassesWritesWithoutTheLoop) {
+  startNodes(1);
+  connectRing(0);
+  store_->set("flushed", "v", kTtl, kTimeout, [](Result) {});
+  store_->flush();
+  uint16_t port = nodes_[0]->port();
+  std::string got;
+  for (Clock::time_point end = Clock::now() + 3s; Clock::now() < end;) {
+    got = textGet(port, "flushed");
+    if (got != "END\r\n") break;
+    std::this_thread::sleep_for(10ms);
+  }
+  EXPECT_EQ(got, "VALUE flushed 0 1\r\nv\r\nEND\r\n");
 }
 
 TEST_F(MemcachedStoreTest, AStoreOutlivingItsBackendAnswersError) {

@@ -477,6 +477,11 @@ versions() {
   echo "$tessera_v, $nginx_v, $h2o_v, $memcached_v, $openssl_v"
 }
 
+# ratio A B: A / B with two decimals, or "n/a" without a B.
+ratio() {
+  awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'
+}
+
 # latency_verdict RING_P99 MEMORY_P99: the added-latency target's verdict.
 latency_verdict() {
   awk -v a="$1" -v b="$2" 'BEGIN {
@@ -510,12 +515,13 @@ target_lines() {
 # ring_x1_lines TLS: the one-node ring row against the same bars, for comparison only (it is not
 # cross-node, so not a target row).
 ring_x1_lines() {
-  local tls=$1 hs nginx_hs
+  local tls=$1 hs nginx_hs r
   hs=${RESULT_HS["$tls/ring-x1/resume"]:-}
   [[ -n "$hs" ]] || return 0
   nginx_hs=${RESULT_HS["$tls/nginx/resume"]:-0}
-  echo "- TLS $tls, ${LABEL[ring-x1]} (for comparison, not a target row): handshakes/s"\
-    "$(awk -v a="$hs" -v b="$nginx_hs" 'BEGIN {if (b > 0) printf "%.2fx", a / b; else print "n/a"}')"\
+  r=$(ratio "$hs" "$nginx_hs")
+  [[ "$r" == n/a ]] || r+=x
+  echo "- TLS $tls, ${LABEL[ring-x1]} (for comparison, not a target row): handshakes/s $r"\
     "nginx's; added p99 with one connection $(latency_verdict \
       "${RESULT_P99["$tls/ring-x1/probe"]:-}" "${RESULT_P99["$tls/memory/probe"]:-}")"
 }
@@ -546,8 +552,7 @@ report() {
         key="$tls/$s/$mode"
         hs=${RESULT_HS["$key"]:-}
         [[ -n "$hs" ]] || continue
-        ratio=$(awk -v a="$hs" -v b="$base" \
-          'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}')
+        ratio=$(ratio "$hs" "$base")
         local resumed=${RESULT_RESUMED["$key"]} mode_label=$mode
         [[ "$mode" == full ]] && resumed="-"
         [[ "$mode" == probe ]] && mode_label="resume, c=1"

@@ -837,7 +837,9 @@ std::vector<Route> Loader::routes(const Fields& fields, const Config& config) {
   const Item* item = fields.find("routes");
   if (!item) {
     if (config.upstreams.size() == 1) {
-      return {Route{"*", "/", config.upstreams.begin()->first}};
+      Route everything;  // host "*", path_prefix "/"
+      everything.upstream = config.upstreams.begin()->first;
+      return {everything};
     }
     // With no upstreams at all, "upstreams: required" already explains the problem.
     if (!config.upstreams.empty()) fail(fields.mark, joinPath(fields.path, "routes"), "required");

@@ -87,7 +87,9 @@ class MatchRouteTest : public ::testing::Test {
     r.host = host;
     r.path_prefix = prefix;
     r.upstream = "up";
-    listener_.routes.push_back(RouteTarget{&r, up});
+    RouteTarget& target = listener_.routes.emplace_back();
+    target.conf = &r;
+    target.upstream = up;
   }
 
   // Index of the matched route in listener_.routes, or -1.

@@ -16,7 +16,6 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
-#include <algorithm>
 #include <array>
 #include <atomic>
 #include <cerrno>
@@ -29,10 +28,14 @@
 #include <thread>
 #include <vector>
 
+#include "tests/loopback_socket.h"
+
 extern char** environ;
 
 namespace tessera::cache {
 namespace {
+
+using tessera::testing::LoopbackSocket;
 
 using namespace std::chrono_literals;
 using Clock = std::chrono::steady_clock;
@@ -71,15 +74,7 @@ sockaddr_in loopback(uint16_t port) {
 }
 
 // A loopback port nothing listens on now: the kernel picks it, and closing frees it.
-uint16_t freePort() {
-  int fd = socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in a = loopback(0);
-  socklen_t len = sizeof(a);
-  bool ok = bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-            getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
-  close(fd);
-  return ok ? ntohs(a.sin_port) : 0;
-}
+uint16_t freePort() { return LoopbackSocket().port(); }
 
 int connectTo(uint16_t port) {
   int fd = socket(AF_INET, SOCK_STREAM, 0);
@@ -620,23 +615,10 @@ TEST_F(MemcachedStoreTest, ADeadlineThatPassesFirstGivesTimeoutOnce) {
 }
 
 TEST_F(MemcachedStoreTest, NoMemcachedRunningFailsFastWithoutHanging) {
-  // Ports held bound and never listened on: connects to them are refused, and neither another
-  // process nor the kernel (as the source port of a connect to it) can take one meanwhile.
-  struct HeldPort {
-    int fd = socket(AF_INET, SOCK_STREAM, 0);
-    ~HeldPort() { close(fd); }
-    uint16_t bind() {
-      sockaddr_in a = loopback(0);
-      socklen_t len = sizeof(a);
-      bool ok = ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) == 0 &&
-                getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) == 0;
-      return ok ? ntohs(a.sin_port) : 0;
-    }
-  };
-  HeldPort held[3];
+  // Ports held bound and never listened on, so that connects to them are refused.
+  LoopbackSocket held[3];
   std::vector<uint16_t> dead;
-  for (HeldPort& h : held) dead.push_back(h.bind());
-  ASSERT_EQ(std::count(dead.begin(), dead.end(), 0), 0);
+  for (const LoopbackSocket& h : held) dead.push_back(h.port());
   // Two replicas: every operation asks all three nodes.
   MemcachedOptions o = optionsFor(dead, 2);
   backend_ = makeBackend(o);

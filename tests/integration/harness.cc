@@ -83,41 +83,22 @@ std::string queryValue(const std::string& url, const std::string& key) {
   return query.substr(at + needle.size(), query.find('&', at) - at - needle.size());
 }
 
-// A loopback TCP socket bound to a port the kernel picks, never one handed out before in this
-// process: the kernel may hand out the same free port twice in a row, and a test that asks for
-// several ports (listener, admin, memcached, a dead upstream) needs them distinct. Returns the
-// bound socket, and its port in `port`.
-int bindFreshLoopbackPort(int& port) {
+}  // namespace
+
+// The kernel may hand out the same free port twice in a row, and a test that asks for several
+// ports (listener, admin, memcached, a dead upstream) needs them distinct: no port is handed out
+// twice in one process.
+LoopbackSocket refusingPort() {
   static std::mutex mutex;
   static std::set<int> handed_out;
   std::lock_guard lock(mutex);
   for (;;) {
-    int fd = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-    sockaddr_in a{};
-    a.sin_family = AF_INET;
-    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    socklen_t len = sizeof(a);
-    if (fd < 0 || ::bind(fd, reinterpret_cast<sockaddr*>(&a), sizeof(a)) != 0 ||
-        ::getsockname(fd, reinterpret_cast<sockaddr*>(&a), &len) != 0) {
-      throw std::runtime_error("cannot bind a loopback port");
-    }
-    port = ntohs(a.sin_port);
-    if (handed_out.insert(port).second) return fd;
-    ::close(fd);
+    LoopbackSocket bound;
+    if (handed_out.insert(bound.port()).second) return bound;
   }
 }
 
-}  // namespace
-
-int freePort() {
-  int port = 0;
-  ::close(bindFreshLoopbackPort(port));
-  return port;
-}
-
-RefusingPort::RefusingPort() { fd_ = bindFreshLoopbackPort(port_); }
-
-RefusingPort::~RefusingPort() { ::close(fd_); }
+int freePort() { return refusingPort().port(); }  // free again once the socket closes
 
 TempDir::TempDir() {
   const char* base = getenv("TMPDIR");

@@ -15,6 +15,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/loopback_socket.h"
+
 namespace tessera::testing {
 
 using namespace std::chrono_literals;
@@ -22,23 +24,11 @@ using namespace std::chrono_literals;
 // A loopback TCP port that was free a moment ago.
 int freePort();
 
-// A loopback TCP port that refuses connections for as long as this object lives: the port is bound
-// but never listened on. A port from freePort() may be taken by another process, or picked by the
-// kernel as the source port of a connect to it (which then connects to itself), before the test
-// uses it; a bound port can be neither.
-class RefusingPort {
- public:
-  RefusingPort();
-  ~RefusingPort();
-  RefusingPort(const RefusingPort&) = delete;
-  RefusingPort& operator=(const RefusingPort&) = delete;
-  int port() const { return port_; }
-  std::string address() const { return "127.0.0.1:" + std::to_string(port_); }
-
- private:
-  int fd_ = -1;
-  int port_ = 0;
-};
+// A loopback port that refuses connections for as long as the returned socket lives (bound, never
+// listened on; tests/loopback_socket.h). A port from freePort() may be taken by another process,
+// or picked by the kernel as the source port of a connect to it, before the test uses it; a bound
+// port can be neither. Never a port freePort() handed out.
+LoopbackSocket refusingPort();
 
 // A fresh directory under TMPDIR, removed with everything in it by the destructor.
 class TempDir {

@@ -506,7 +506,7 @@ TEST_F(MigrationTest, ARemoteTargetVerifiesOverMutualTls) {
 
 TEST_F(MigrationTest, AnUnreachableRemoteOriginIs502) {
   int port = freePort(), admin = freePort();
-  RefusingPort origin;
+  LoopbackSocket origin = refusingPort();
   dir_.write("ca.crt", "");
   std::string yaml =
       "plugins:\n"

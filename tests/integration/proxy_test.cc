@@ -488,7 +488,7 @@ TEST_F(PlainProxyTest, RoutesByHostAndPathPrefix) {
 // ---- upstream failures -------------------------------------------------------------------
 
 TEST_F(ProxyTest, RefusedUpstreamGives502) {
-  RefusingPort dead;
+  LoopbackSocket dead = refusingPort();
   opts_.servers = {dead.address()};
   start();
   CommandResult r = curl({"-w", "|%{http_code}", url("/echo")});
@@ -522,7 +522,7 @@ TEST_F(ProxyTest, SilentUpstreamGives504AfterReadTimeout) {
 }
 
 TEST_F(ProxyTest, FailedServerIsSkippedForAWhile) {
-  RefusingPort dead;
+  LoopbackSocket dead = refusingPort();
   opts_.servers = {dead.address(), backend_.address()};
   opts_.upstream_extra = "fail_timeout: 30s";
   start();

@@ -37,6 +37,8 @@
 #include <thread>
 #include <vector>
 
+#include "tests/loopback_socket.h"
+
 namespace tessera::proxy {
 namespace {
 
@@ -383,22 +385,11 @@ class FakeDns {
 // A TCP listener that never accepts: the kernel completes the TCP handshake, TLS never starts.
 class BlackHole {
  public:
-  BlackHole() {
-    fd_ = socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (bind(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0 || listen(fd_, 8) != 0) {
-      throw std::runtime_error("black hole");
-    }
-  }
-  ~BlackHole() { close(fd_); }
-  std::string url() const {
-    return "https://127.0.0.1:" + std::to_string(TestServer::localPort(fd_)) + "/x";
-  }
+  BlackHole() { socket_.listen(); }
+  std::string url() const { return "https://" + socket_.address() + "/x"; }
 
  private:
-  int fd_;
+  tessera::testing::LoopbackSocket socket_;
 };
 
 // ---------------------------------------------------------------------------------------------
@@ -628,19 +619,9 @@ TEST_F(HttpsClientTest, UnknownHostNameFails) {
 }
 
 TEST_F(HttpsClientTest, RefusedConnectionFails) {
-  // A port held bound but never listened on: connects are refused, and no other process can
-  // take it meanwhile.
-  int held = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  sockaddr_in a{};
-  a.sin_family = AF_INET;
-  a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t len = sizeof(a);
-  ASSERT_EQ(bind(held, reinterpret_cast<sockaddr*>(&a), sizeof(a)), 0);
-  ASSERT_EQ(getsockname(held, reinterpret_cast<sockaddr*>(&a), &len), 0);
-  int port = ntohs(a.sin_port);
+  tessera::testing::LoopbackSocket refusing;  // bound, never listened on
   makeClient();
-  Reply reply = postAndWait("https://127.0.0.1:" + std::to_string(port) + "/x");
-  close(held);
+  Reply reply = postAndWait("https://" + refusing.address() + "/x");
   EXPECT_EQ(reply.status, 0);
   EXPECT_NE(reply.error, "");
   EXPECT_NE(reply.error, "timeout");

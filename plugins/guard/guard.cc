@@ -331,9 +331,8 @@ class Guard : public Plugin {
   Callbacks& callbacks_;
   Request* request_ = nullptr;  // valid in hooks and while the request waits
   cache::OpId pending_ = 0;
-  // A logout's removes of every key slot and of the count, all sent at once.
+  // A logout's removes of every key slot and of the count, all sent at once; 0 once done.
   std::array<cache::OpId, kKeysPerSession + 1> removals_{};
-  size_t removals_left_ = 0;
   bool waited_ = false;  // a hook returned kStop for the blocklist read
   Endpoint endpoint_ = Endpoint::kNone;
   std::optional<std::string> device_;
@@ -823,14 +822,13 @@ Verdict Guard::onResponseHeaders(Response& response) {
 // once, and again when the removes are done, in case a request read a slot meanwhile.
 void Guard::removeKeys(const std::string& new_ref, cache::Seconds ttl) {
   forgetKeyCopies();
-  removals_left_ = removals_.size();
   for (size_t i = 0; i < removals_.size(); ++i) {
     std::string key = i < kKeysPerSession ? keysKey(i) : keyCountKey();
     // Callbacks never run inside the call, so removals_[i] is set before its callback runs.
     removals_[i] =
         context_.store().remove(key, config_.timeout, [this, i, new_ref, ttl](cache::Result) {
           removals_[i] = 0;
-          if (--removals_left_ > 0) return;
+          if (std::ranges::any_of(removals_, [](cache::OpId id) { return id != 0; })) return;
           forgetKeyCopies();
           context_.count("keys_removed");
           if (new_ref.empty()) {

@@ -720,6 +720,29 @@ TEST_F(GuardPluginTest, UnknownKeys) {
   EXPECT_TRUE(run(signedCall(theirs, "sess-B")).passed);
 }
 
+// A keyid's first character names its slot: one that names no slot, or another slot than the
+// key's, is unknown too.
+TEST_F(GuardPluginTest, KeyIdsNamingNoSlotOrAnotherSlotAreUnknown) {
+  AgreedKey k = agree("sess-A");
+  ASSERT_EQ(k.keyid[0], '0');
+  Signing s;
+  int n = 0;
+  for (char first : {'1', '3', '4', '9', 'a', '-', '_'}) {
+    s.keyid = first + k.keyid.substr(1);
+    s.nonce = "slot-" + std::to_string(++n);
+    EXPECT_TRUE(refused(run(signedCall(k, "sess-A", s)), 401, "unknown_key")) << *s.keyid;
+  }
+  s.keyid = k.keyid.substr(0, 1);  // the slot alone
+  s.nonce = "slot-alone";
+  EXPECT_TRUE(refused(run(signedCall(k, "sess-A", s)), 401, "unknown_key"));
+  s.keyid = k.keyid.substr(1);  // the random part alone
+  s.nonce = "random-alone";
+  EXPECT_TRUE(refused(run(signedCall(k, "sess-A", s)), 401, "unknown_key"));
+  s.keyid.reset();
+  s.nonce = "right";
+  EXPECT_TRUE(run(signedCall(k, "sess-A", s)).passed);
+}
+
 TEST_F(GuardPluginTest, KeyIdsWithBadCharactersAreUnknown) {
   AgreedKey k = agree("sess-A");
   Signing s;

@@ -501,18 +501,13 @@ std::string_view trim(std::string_view text) {
   return text.substr(begin, text.find_last_not_of(" \t") - begin + 1);
 }
 
-bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(), [](char x, char y) {
-    return (x >= 'A' && x <= 'Z' ? x - 'A' + 'a' : x) == (y >= 'A' && y <= 'Z' ? y - 'A' + 'a' : y);
-  });
-}
-
 // RFC 6750, 2.1: "Bearer" (any case), one or more spaces, the token. Another scheme (Basic) is
 // no bearer token at all, and the next source is tried.
 std::optional<std::string_view> bearerToken(std::string_view value) {
   constexpr std::string_view kScheme = "bearer";
   if (value.size() <= kScheme.size() ||
-      !equalsIgnoreCase(value.substr(0, kScheme.size()), kScheme) || value[kScheme.size()] != ' ') {
+      !cookies::equalsIgnoreCase(value.substr(0, kScheme.size()), kScheme) ||
+      value[kScheme.size()] != ' ') {
     return std::nullopt;
   }
   return trim(value.substr(kScheme.size()));

@@ -4,8 +4,6 @@
 // test or a micro benchmark. No gtest here: the benchmarks use them too. What differs between
 // users is a public member, set by the test; the defaults are noted where each is declared.
 
-#include <algorithm>
-#include <cctype>
 #include <chrono>
 #include <cstdint>
 #include <cstdlib>
@@ -20,14 +18,12 @@
 
 #include "cache/sealer.h"
 #include "cache/store.h"
+#include "plugins/cookies.h"
 #include "plugins/plugin.h"
 
 namespace tessera::plugins::testing {
 
-inline bool equalsIgnoreCase(std::string_view a, std::string_view b) {
-  return std::equal(a.begin(), a.end(), b.begin(), b.end(),
-                    [](char x, char y) { return std::tolower(x) == std::tolower(y); });
-}
+using cookies::equalsIgnoreCase;
 
 // Header lines, names compared case-insensitively, as Request and Response promise.
 class Headers {

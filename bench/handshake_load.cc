@@ -6,6 +6,15 @@
 // first handshake is full and every later one offers the newest session the servers gave it, to
 // the next address of the --connect list: with several nodes every resumption is cross-node.
 //
+// With --rate the slots start connections on a fixed schedule instead of back to back (open
+// loop, as wrk2 does): connection k of a thread is due at start + k * threads / rate. A slot
+// that is free before its connection is due waits for it. One that is free only later starts at
+// once, and the handshake's latency still counts from when it was due: a server that falls
+// behind shows as latency instead of slowing the schedule down ("coordinated omission"). That
+// measures latency at a given load below saturation; without --rate the server is saturated and
+// p99 is mostly queueing. In resume mode the schedule starts once every slot has made its first
+// (full) handshake.
+//
 // One libevent base per thread; every connection is non-blocking and each of its phases bounded
 // by --timeout. After --duration no connection starts; those in flight may finish (for at most
 // --timeout more) so that the servers see clean closes, and the tool always ends. The last line
@@ -61,6 +70,7 @@ struct Options {
   int threads = 1;
   double timeout = 5;
   std::string sni = "localhost";
+  double rate = 0;  // connections started per second over all threads; 0: as fast as they end
 };
 
 struct Address {
@@ -135,15 +145,18 @@ class Slot {
   ~Slot();
 
   void start();
-  // At the end of the run: a slot waiting out an error backoff starts nothing more.
+  // At the end of the run: a slot waiting out an error backoff or its next due time starts
+  // nothing more.
   void stopIfIdle();
   bool idle() const { return phase_ == Phase::kIdle; }
 
  private:
-  enum class Phase { kIdle, kBackoff, kConnecting, kHandshake, kWriting, kReading };
+  enum class Phase { kIdle, kBackoff, kPacing, kConnecting, kHandshake, kWriting, kReading };
 
   static void onEvent(evutil_socket_t, short what, void* arg);
   void handle(short what);
+  void waitUntilDue();
+  void connectNow();
   void handshake();
   void handshakeDone();
   void afterHandshake();
@@ -163,7 +176,7 @@ class Slot {
   int fd_ = -1;
   SSL* ssl_ = nullptr;
   event* ev_ = nullptr;
-  Clock::time_point began_;
+  Clock::time_point began_;  // latency counts from here: the connect, or the due time with --rate
   Clock::time_point deadline_;
   std::string head_;
   bool status_checked_ = false;
@@ -174,7 +187,11 @@ class Worker {
  public:
   Worker(const Options& options, const std::vector<Address>& addresses, SSL_CTX* ctx, int slots,
          size_t first_slot)
-      : options_(options), addresses_(addresses), ctx_(ctx), base_(event_base_new()) {
+      : options_(options),
+        addresses_(addresses),
+        ctx_(ctx),
+        base_(newBase()),
+        interval_(options.rate > 0 ? options.threads / options.rate : 0) {
     for (int i = 0; i < slots; ++i) {
       slots_.push_back(std::make_unique<Slot>(*this, (first_slot + i) % addresses.size()));
     }
@@ -193,6 +210,8 @@ class Worker {
     timeval tv = toTimeval(seconds(options_.duration));
     evtimer_add(stop, &tv);
     began_ = Clock::now();
+    schedule_start_ = began_;
+    scheduled_ = !paced() || !resume();
     for (auto& s : slots_) s->start();
     event_base_dispatch(base_);
     if (!stopping_) stopped_at_ = Clock::now();
@@ -216,6 +235,16 @@ class Worker {
     event_base_loopbreak(base_);
   }
 
+  // A base whose timers use the precise monotonic clock: libevent's default on Linux is the
+  // coarse one (a few ms per tick), which would fire --rate's due times early or late.
+  static event_base* newBase() {
+    event_config* config = event_config_new();
+    event_config_set_flag(config, EVENT_BASE_FLAG_PRECISE_TIMER);
+    event_base* base = event_base_new_with_config(config);
+    event_config_free(config);
+    return base;
+  }
+
   static timeval toTimeval(Clock::duration d) {
     auto us = std::chrono::duration_cast<std::chrono::microseconds>(d).count();
     if (us < 0) us = 0;
@@ -227,6 +256,29 @@ class Worker {
   SSL_CTX* ctx() const { return ctx_; }
   event_base* base() const { return base_; }
   bool stopping() const { return stopping_; }
+  bool paced() const { return options_.rate > 0; }
+  // With --rate in resume mode the schedule starts once every slot has made its first (full,
+  // uncounted) handshake, so that the burst of full handshakes at start-up does not show as
+  // queueing in the latency of the resumed ones. False: `slot` waits, and is started again when
+  // the schedule starts.
+  bool scheduleStarted(Slot* slot) {
+    if (scheduled_) return true;
+    waiting_.push_back(slot);
+    if (waiting_.size() < slots_.size()) return false;
+    scheduled_ = true;
+    schedule_start_ = Clock::now();
+    std::vector<Slot*> ready;
+    ready.swap(waiting_);
+    for (Slot* s : ready) {
+      if (s != slot) s->start();
+    }
+    return true;
+  }
+  // With --rate: when the next connection of this thread is due (then it is taken).
+  Clock::time_point takeDueTime() {
+    auto offset = interval_ * static_cast<double>(started_++);
+    return schedule_start_ + std::chrono::duration_cast<Clock::duration>(offset);
+  }
   bool resume() const { return options_.mode == "resume"; }
   Stats& stats() { return stats_; }
   double elapsed() const { return elapsed_; }
@@ -255,6 +307,11 @@ class Worker {
   event* hard_stop_ = nullptr;
   Clock::time_point began_;
   Clock::time_point stopped_at_;
+  std::chrono::duration<double> interval_;  // between due times with --rate
+  uint64_t started_ = 0;                    // connections due so far with --rate
+  bool scheduled_ = true;                   // the --rate schedule has started
+  Clock::time_point schedule_start_;        // when the first connection of it was due
+  std::vector<Slot*> waiting_;              // slots waiting for the schedule to start
   double elapsed_ = 0;
   bool stopping_ = false;  // the measured time is over: count no handshake, start nothing
 };
@@ -266,7 +323,7 @@ Slot::~Slot() {
 }
 
 void Slot::stopIfIdle() {
-  if (phase_ != Phase::kBackoff) return;
+  if (phase_ != Phase::kBackoff && phase_ != Phase::kPacing) return;
   event_del(ev_);
   phase_ = Phase::kIdle;
 }
@@ -274,6 +331,30 @@ void Slot::stopIfIdle() {
 void Slot::start() {
   if (worker_.stopping()) return worker_.slotIdle();
   if (ev_ == nullptr) ev_ = event_new(worker_.base(), -1, 0, &Slot::onEvent, this);
+  if (!worker_.paced() || (worker_.resume() && !had_handshake_)) {
+    began_ = Clock::now();
+    return connectNow();
+  }
+  if (!worker_.scheduleStarted(this)) {
+    phase_ = Phase::kPacing;  // no timer: the worker starts it again
+    event_del(ev_);
+    return;
+  }
+  began_ = worker_.takeDueTime();
+  waitUntilDue();
+}
+
+void Slot::waitUntilDue() {
+  Clock::time_point now = Clock::now();
+  if (began_ <= now) return connectNow();
+  phase_ = Phase::kPacing;
+  event_del(ev_);
+  event_assign(ev_, worker_.base(), -1, 0, &Slot::onEvent, this);
+  timeval tv = Worker::toTimeval(began_ - now);
+  event_add(ev_, &tv);
+}
+
+void Slot::connectNow() {
   const std::vector<Address>& addresses = worker_.addresses();
   const Address& to = addresses[next_address_];
   // Every connection moves on to the next node, so that in resume mode each session is offered
@@ -282,8 +363,7 @@ void Slot::start() {
   head_.clear();
   status_checked_ = false;
   body_bytes_ = 0;
-  began_ = Clock::now();
-  deadline_ = began_ + seconds(worker_.options().timeout);
+  deadline_ = Clock::now() + seconds(worker_.options().timeout);
   fd_ = socket(to.addr.ss_family, SOCK_STREAM | SOCK_NONBLOCK | SOCK_CLOEXEC, 0);
   if (fd_ < 0) return fail(kConnect, std::string("socket: ") + std::strerror(errno));
   int one = 1;
@@ -307,9 +387,13 @@ void Slot::handle(short what) {
     phase_ = Phase::kIdle;
     return start();
   }
+  if (phase_ == Phase::kPacing) {
+    if (worker_.stopping()) return;  // stopIfIdle() already made it idle
+    return waitUntilDue();           // a timer may fire a little before its time
+  }
   if (what & EV_TIMEOUT) {
-    static constexpr std::array<const char*, 6> kPhase = {"idle",      "backoff", "connect",
-                                                          "handshake", "write",   "read"};
+    static constexpr std::array<const char*, 7> kPhase = {
+        "idle", "backoff", "pacing", "connect", "handshake", "write", "read"};
     return fail(kTimeout, std::string("no progress in ") + kPhase[static_cast<int>(phase_)]);
   }
   switch (phase_) {
@@ -542,6 +626,11 @@ int main(int argc, char** argv) {
                  "then request)")
       ->check(CLI::Range(0.01, 600.0));
   app.add_option("--sni", o.sni, "Server name sent in the ClientHello");
+  app.add_option("--rate", o.rate,
+                 "Connections started per second over all threads, on a fixed schedule whose "
+                 "due times latency counts from (default 0: each slot starts its next connection "
+                 "as soon as one ends)")
+      ->check(CLI::Range(0.0, 1e7));
   CLI11_PARSE(app, argc, argv);
   if (request->count() == 0) o.request = o.tls == "1.3";
   if (o.threads > o.concurrency) o.threads = o.concurrency;
@@ -615,16 +704,17 @@ int main(int argc, char** argv) {
 
   std::string nodes;
   for (const Address& a : addresses) nodes += (nodes.empty() ? "" : ",") + a.text;
-  std::printf("target %s, TLS %s, mode %s, %d connections on %d thread(s), request %s, %.2f s\n",
-              nodes.c_str(), o.tls.c_str(), o.mode.c_str(), o.concurrency, o.threads,
+  char pace[64] = "";
+  if (o.rate > 0) std::snprintf(pace, sizeof(pace), ", paced at %.0f/s", o.rate);
+  std::printf("target %s, TLS %s, mode %s, %d connections on %d thread(s)%s, request %s, %.2f s\n",
+              nodes.c_str(), o.tls.c_str(), o.mode.c_str(), o.concurrency, o.threads, pace,
               o.request ? "on" : "off", elapsed);
   std::printf("handshakes %llu (%.1f/s), responses %llu\n",
               static_cast<unsigned long long>(total.handshakes), hs_per_s,
               static_cast<unsigned long long>(total.requests));
-  std::printf(
-      "latency (TCP connect start -> handshake done%s): p50 %.3f ms, p99 %.3f ms, "
-      "max %.3f ms\n",
-      o.mode == "resume" ? ", each slot's first handshake left out" : "", p50, p99, max);
+  std::printf("latency (%s -> handshake done%s): p50 %.3f ms, p99 %.3f ms, max %.3f ms\n",
+              o.rate > 0 ? "due time" : "TCP connect start",
+              o.mode == "resume" ? ", each slot's first handshake left out" : "", p50, p99, max);
   if (o.mode == "resume") {
     std::printf(
         "resumed %llu of %llu handshakes after each slot's first (%.2f%%); a session was "

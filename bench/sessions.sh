@@ -9,6 +9,8 @@
 #   DURATION=10      seconds per load run (default 10)
 #   CONNECTIONS=32   connections the load tool keeps in flight (default 32)
 #   THREADS=1        load tool threads (default 1)
+#   PACED_SHARE=0.5  the "resume, paced" rows start connections at this share of the memory
+#                    store's resumed handshakes/s (measured first in the same run)
 #   BACKEND=demo     use tessera-demo-backend instead of a one-worker nginx answering 200
 #   ONLY="nginx h2o" run only these rows (of: memory ring ring-nol1 ring-x1 nginx h2o h2o-x3); the
 #                    targets need memory, ring and nginx
@@ -49,6 +51,9 @@
 # With CONNECTIONS in flight a saturated server's p99 is mostly queueing (connections / rate), so
 # tessera's memory store and ring and nginx are also measured with a single connection ("resume,
 # c=1"): the latency the ring adds to one handshake, which is what the latency target is about.
+# And at a fixed load below saturation ("resume, paced"): CONNECTIONS slots start connections on
+# a schedule at PACED_SHARE of the memory store's resumed handshakes/s, the same rate for every
+# server, and latency counts from when each connection was due (the load tool's --rate).
 #
 # On a small machine the load tool, the backend and the servers share the cores, and the 3-node
 # rows run 3 server threads where the others run 1. So the table also gives the servers' own CPU
@@ -64,6 +69,7 @@ source "$(dirname "${BASH_SOURCE[0]}")/common.sh"
 readonly DURATION="${DURATION:-10}"
 readonly CONNECTIONS="${CONNECTIONS:-32}"
 readonly THREADS="${THREADS:-1}"
+readonly PACED_SHARE="${PACED_SHARE:-0.5}"
 readonly STARTUP_TIMEOUT=10  # seconds a process gets to start listening
 readonly CLUSTER_NODES=3
 # Rows of the table, in order: the key used in RESULT_* and the label printed.
@@ -348,12 +354,13 @@ memcached_counts() {
     END {printf "%d %d %d\n", v["cmd_set"], v["get_hits"], v["get_misses"]}'
 }
 
-# run_load OUTFILE TLS MODE CONNECTIONS: the load tool against every node of the server under
-# test. It runs in the background so that a signal to this script cleans up at once; `timeout`
-# bounds it even if it misbehaves.
+# run_load OUTFILE TLS MODE CONNECTIONS [RATE]: the load tool against every node of the server
+# under test, paced at RATE connections/s if given. It runs in the background so that a signal
+# to this script cleans up at once; `timeout` bounds it even if it misbehaves.
 run_load() {
-  local out=$1 tls=$2 mode=$3 conc=$4 pid args=() port
+  local out=$1 tls=$2 mode=$3 conc=$4 rate=${5:-} pid args=() port
   for port in "${SERVER_PORTS[@]}"; do args+=(--connect "127.0.0.1:$port"); done
+  [[ -z "$rate" ]] || args+=(--rate "$rate")
   timeout -k 5 $((DURATION + 30)) "$BUILD_DIR/tessera-handshake-load" "${args[@]}" \
     --tls "$tls" --mode "$mode" --concurrency "$conc" --threads "$THREADS" \
     --duration "$DURATION" >"$out" 2>&1 &
@@ -375,14 +382,21 @@ result_field() {
 }
 
 # measure NAME TLS MODE: one load run against the running server; records RESULT_* under
-# "TLS/NAME/MODE" and a note line. MODE is full, resume, or probe (resume with one connection:
-# handshake latency without queueing behind other handshakes).
+# "TLS/NAME/MODE" and a note line. MODE is full, resume, probe (resume with one connection:
+# handshake latency without queueing behind other handshakes) or paced (resume at PACED_RATE).
 measure() {
   local name=$1 tls=$2 mode=$3 key="$2/$1/$3" out="$TMP/load-$1-$2-$3.txt" conc=$CONNECTIONS
   local tool_mode=$3 srv0 srv1 mc0=0 mc1=0 m0 m1 s0 h0 x0 s1 h1 x1 handshakes errors ticket
-  local note=""
+  local note="" rate=""
   if [[ "$mode" == probe ]]; then
     conc=1
+    tool_mode=resume
+  elif [[ "$mode" == paced ]]; then
+    rate=${PACED_RATE["$tls"]:-}
+    if [[ -z "$rate" ]]; then
+      NOTES+=("- ${LABEL[$name]}, TLS $tls, paced: skipped (the memory store row sets the rate)")
+      return 0
+    fi
     tool_mode=resume
   fi
   log "${LABEL[$name]}, TLS $tls, $mode: ${DURATION}s"
@@ -392,12 +406,16 @@ measure() {
     mc0=$(cpu_ticks "${MC_PIDS[@]}")
   fi
   srv0=$(cpu_ticks "${SERVER_PIDS[@]}")
-  run_load "$out" "$tls" "$tool_mode" "$conc"
+  run_load "$out" "$tls" "$tool_mode" "$conc" "$rate"
   srv1=$(cpu_ticks "${SERVER_PIDS[@]}")
   RESULT_HS["$key"]=$(result_field "$out" hs_per_s)
   RESULT_P50["$key"]=$(result_field "$out" p50_ms)
   RESULT_P99["$key"]=$(result_field "$out" p99_ms)
   RESULT_RESUMED["$key"]=$(result_field "$out" resumed_pct)
+  if [[ "$name" == memory && "$mode" == resume ]]; then
+    PACED_RATE["$tls"]=$(awk -v r="${RESULT_HS["$key"]}" -v s="$PACED_SHARE" \
+      'BEGIN {printf "%.0f", r * s}')
+  fi
   handshakes=$(result_field "$out" handshakes)
   errors=$(result_field "$out" errors)
   [[ "$errors" == 0 ]] || note+="; load tool: $(grep '^errors ' "$out")"
@@ -457,8 +475,8 @@ bench_server() {
     MC_PORTS=("${MEMCACHED_PORTS[0]}")
   fi
   case "$name" in
-    memory | ring | nginx) modes=(full resume probe) ;;
-    ring-nol1 | ring-x1) modes=(resume probe) ;;  # differ from "ring" only in how they resume
+    memory | ring | nginx) modes=(full resume probe paced) ;;
+    ring-nol1 | ring-x1) modes=(resume probe paced) ;;  # differ from "ring" only in resuming
     *) modes=(full resume) ;;
   esac
   for tls in 1.2 1.3; do
@@ -510,6 +528,10 @@ target_lines() {
   verdict=$(latency_verdict "${RESULT_P99["$tls/$s/probe"]:-}" \
     "${RESULT_P99["$tls/memory/probe"]:-}")
   echo "- TLS $tls, $label: the same with one connection (no queueing): $verdict"
+  verdict=$(latency_verdict "${RESULT_P99["$tls/$s/paced"]:-}" \
+    "${RESULT_P99["$tls/memory/paced"]:-}")
+  echo "- TLS $tls, $label: the same at a fixed load of ${PACED_RATE["$tls"]:-?} handshakes/s"\
+    "(-c$CONNECTIONS, paced): $verdict"
 }
 
 # ring_x1_lines TLS: the one-node ring row against the same bars, for comparison only (it is not
@@ -523,7 +545,9 @@ ring_x1_lines() {
   [[ "$r" == n/a ]] || r+=x
   echo "- TLS $tls, ${LABEL[ring-x1]} (for comparison, not a target row): handshakes/s $r"\
     "nginx's; added p99 with one connection $(latency_verdict \
-      "${RESULT_P99["$tls/ring-x1/probe"]:-}" "${RESULT_P99["$tls/memory/probe"]:-}")"
+      "${RESULT_P99["$tls/ring-x1/probe"]:-}" "${RESULT_P99["$tls/memory/probe"]:-}"), at a"\
+    "fixed load $(latency_verdict "${RESULT_P99["$tls/ring-x1/paced"]:-}" \
+      "${RESULT_P99["$tls/memory/paced"]:-}")"
 }
 
 report() {
@@ -540,13 +564,16 @@ report() {
   header+=" the servers' own CPU time (plus memcached's for the rows that use it) per handshake."
   header+=" \"resume, c=1\" rows use a single connection: handshake latency without queueing"
   header+=" behind other handshakes, which at -c$CONNECTIONS is most of p99 once a server is"
-  header+=" saturated."
+  header+=" saturated. \"resume, paced\" rows start connections at a fixed rate, the same for"
+  header+=" every server: $PACED_SHARE of the memory store's resumed handshakes/s (TLS 1.2:"
+  header+=" ${PACED_RATE[1.2]:-?}/s, TLS 1.3: ${PACED_RATE[1.3]:-?}/s); their latency counts from"
+  header+=" when a connection was due, so a server that falls behind pays for it."
   header+=" Load average at start: $LOAD_AT_START."
   table="| tls | server | mode | handshakes/s | p50 ms | p99 ms | resumed % |"
   table+=" ratio to nginx (handshakes/s) | server CPU µs/hs |"$'\n'
   table+="|---|---|---|---|---|---|---|---|---|"
   for tls in 1.2 1.3; do
-    for mode in resume probe full; do
+    for mode in resume probe paced full; do
       base=${RESULT_HS["$tls/nginx/$mode"]:-0}
       for s in "${SERVERS[@]}"; do
         key="$tls/$s/$mode"
@@ -556,6 +583,10 @@ report() {
         local resumed=${RESULT_RESUMED["$key"]} mode_label=$mode
         [[ "$mode" == full ]] && resumed="-"
         [[ "$mode" == probe ]] && mode_label="resume, c=1"
+        if [[ "$mode" == paced ]]; then
+          mode_label="resume, paced"
+          ratio="-"  # every server gets the same rate
+        fi
         table+=$'\n'"| $tls | ${LABEL[$s]} | $mode_label | $hs | ${RESULT_P50["$key"]} |"
         table+=" ${RESULT_P99["$key"]} | $resumed | $ratio | ${RESULT_CPU["$key"]:-n/a} |"
       done
@@ -588,6 +619,8 @@ main() {
   BUILD_DIR=$1
   [[ "$DURATION" =~ ^[1-9][0-9]*$ ]] || die "DURATION must be a whole number of seconds"
   [[ "$CONNECTIONS" =~ ^[1-9][0-9]*$ ]] || die "CONNECTIONS must be a whole number"
+  [[ "$PACED_SHARE" =~ ^(0?\.[0-9]*[1-9][0-9]*|1(\.0*)?)$ ]] ||
+    die "PACED_SHARE must be a number in (0, 1]"
   [[ "$THREADS" =~ ^[1-9][0-9]*$ ]] || die "THREADS must be a whole number"
   local tool
   for tool in nginx memcached curl openssl ss awk pgrep getconf timeout; do
@@ -609,6 +642,7 @@ main() {
   CLK_TCK=$(getconf CLK_TCK)
   [[ "$CLK_TCK" =~ ^[1-9][0-9]*$ ]] || die "getconf CLK_TCK gave '$CLK_TCK'"
   declare -gA RESULT_HS=() RESULT_P50=() RESULT_P99=() RESULT_RESUMED=() RESULT_CPU=()
+  declare -gA PACED_RATE=()  # by TLS version, set by the memory store's resume row
   alloc_port BACKEND_PORT
   start_backend
   start_memcached

@@ -727,13 +727,14 @@ void Guard::handleKeys() {
   }
   std::string random_id = state_->crypto->randomToken(16);
   Json server = {{"kty", "EC"}, {"crv", "P-256"}, {"x", agreed->server_x}, {"y", agreed->server_y}};
-  std::string key = std::move(agreed->key);
   // The key lives as long as the session: its login, if it passed through this plugin, left
-  // the cookie's expiry (onResponseHeaders); otherwise key_lifetime.
+  // the cookie's expiry (onResponseHeaders); otherwise key_lifetime. The key is moved from
+  // callback to callback, never copied, and storeKey() wipes it.
   std::string life_key = lifetimeKey(session_ref_);
   pending_ = context_.store().get(
       life_key, config_.timeout,
-      tracked([this, life_key, random_id, key, server](cache::Result r) mutable {
+      tracked([this, life_key, random_id = std::move(random_id), key = std::move(agreed->key),
+               server = std::move(server)](cache::Result r) mutable {
         key_ttl_ = config_.key_lifetime;
         std::optional<std::string> expiry =
             r.status == cache::Status::kOk ? context_.open(life_key, r.value) : std::nullopt;
@@ -746,13 +747,12 @@ void Guard::handleKeys() {
         // with), so that numbering does not start again over a live key.
         pending_ = context_.store().increment(
             keyCountKey(), std::max(config_.key_lifetime, fields::kMaxCookieLifetime),
-            config_.timeout, tracked([this, random_id, key, server](cache::Result r) mutable {
+            config_.timeout,
+            tracked([this, random_id = std::move(random_id), key = std::move(key),
+                     server = std::move(server)](cache::Result r) mutable {
               storeKey(std::move(r), random_id, std::move(server), std::move(key));
-              OPENSSL_cleanse(key.data(), key.size());
             }));
-        OPENSSL_cleanse(key.data(), key.size());
       }));
-  OPENSSL_cleanse(key.data(), key.size());
 }
 
 void Guard::storeKey(cache::Result r, const std::string& random_id, Json server, std::string key) {
@@ -841,8 +841,9 @@ void Guard::removeKeys(const std::string& new_ref, cache::Seconds ttl) {
 }
 
 void Guard::forgetKeyCopies() {
-  for (size_t slot = 0; slot < kKeysPerSession; ++slot)
+  for (size_t slot = 0; slot < kKeysPerSession; ++slot) {
     workerState(state_).keys.erase(keysKey(slot));
+  }
 }
 
 void Guard::noteLifetime(const std::string& ref, cache::Seconds ttl) {

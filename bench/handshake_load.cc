@@ -164,6 +164,8 @@ class Slot {
   void read();
   bool responseComplete();
   void wait(short what);
+  // The slot's one event: `what` on `fd` (-1 and 0: a plain timer), or EV_TIMEOUT after `timeout`.
+  void arm(evutil_socket_t fd, short what, Clock::duration timeout);
   void fail(ErrorKind kind, const std::string& message);
   void finish();
   void close(bool clean);
@@ -348,10 +350,7 @@ void Slot::waitUntilDue() {
   Clock::time_point now = Clock::now();
   if (began_ <= now) return connectNow();
   phase_ = Phase::kPacing;
-  event_del(ev_);
-  event_assign(ev_, worker_.base(), -1, 0, &Slot::onEvent, this);
-  timeval tv = Worker::toTimeval(began_ - now);
-  event_add(ev_, &tv);
+  arm(-1, 0, began_ - now);
 }
 
 void Slot::connectNow() {
@@ -531,10 +530,12 @@ bool Slot::responseComplete() {
   return body_bytes_ >= length;
 }
 
-void Slot::wait(short what) {
+void Slot::wait(short what) { arm(fd_, what, deadline_ - Clock::now()); }
+
+void Slot::arm(evutil_socket_t fd, short what, Clock::duration timeout) {
   event_del(ev_);
-  event_assign(ev_, worker_.base(), fd_, what, &Slot::onEvent, this);
-  timeval tv = Worker::toTimeval(deadline_ - Clock::now());
+  event_assign(ev_, worker_.base(), fd, what, &Slot::onEvent, this);
+  timeval tv = Worker::toTimeval(timeout);
   event_add(ev_, &tv);
 }
 
@@ -546,10 +547,7 @@ void Slot::fail(ErrorKind kind, const std::string& message) {
   close(/*clean=*/false);
   if (worker_.stopping()) return worker_.slotIdle();
   phase_ = Phase::kBackoff;
-  event_del(ev_);
-  event_assign(ev_, worker_.base(), -1, 0, &Slot::onEvent, this);
-  timeval tv = Worker::toTimeval(kErrorBackoff);
-  event_add(ev_, &tv);
+  arm(-1, 0, kErrorBackoff);
 }
 
 void Slot::finish() {

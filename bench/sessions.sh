@@ -500,38 +500,33 @@ ratio() {
   awk -v a="$1" -v b="$2" 'BEGIN {if (b > 0) printf "%.2f", a / b; else print "n/a"}'
 }
 
-# latency_verdict RING_P99 MEMORY_P99: the added-latency target's verdict.
-latency_verdict() {
-  awk -v a="$1" -v b="$2" 'BEGIN {
+# added_p99 TLS SERVER MODE: the added-latency target's verdict, SERVER's p99 against the memory
+# store's in the same MODE.
+added_p99() {
+  awk -v a="${RESULT_P99["$1/$2/$3"]:-}" -v b="${RESULT_P99["$1/memory/$3"]:-}" 'BEGIN {
     if (a == "" || b == "") {print "not measured"; exit}
     d = a - b; printf "%+.3f ms (%.3f - %.3f) -> %s", d, a, b, (d < 1 ? "PASS" : "FAIL")}'
 }
 
 # target_lines TLS SERVER: pass/fail of the three targets for one ring row.
 target_lines() {
-  local tls=$1 s=$2 label=${LABEL[$2]} hs nginx_hs res p99 mem_p99 verdict
+  local tls=$1 s=$2 label=${LABEL[$2]} hs nginx_hs res verdict
   hs=${RESULT_HS["$tls/$s/resume"]:-}
   [[ -n "$hs" ]] || return 0
   nginx_hs=${RESULT_HS["$tls/nginx/resume"]:-0}
   res=${RESULT_RESUMED["$tls/$s/resume"]}
-  p99=${RESULT_P99["$tls/$s/resume"]}
-  mem_p99=${RESULT_P99["$tls/memory/resume"]:-}
   verdict=$(awk -v a="$hs" -v b="$nginx_hs" 'BEGIN {
     if (b > 0) printf "%.2fx -> %s", a / b, (a >= b ? "PASS" : "FAIL")
     else print "no nginx result"}')
   echo "- TLS $tls, $label: resumed handshakes/s >= 1.0x nginx's shared cache: $verdict"
   verdict=$(awk -v r="$res" 'BEGIN {printf "%.2f%% -> %s", r, (r >= 99 ? "PASS" : "FAIL")}')
   echo "- TLS $tls, $label: cross-node resumption >= 99%: $verdict"
-  verdict=$(latency_verdict "$p99" "$mem_p99")
   echo "- TLS $tls, $label: added p99 handshake latency (ring - memory store) < 1 ms,"\
-    "at -c$CONNECTIONS: $verdict"
-  verdict=$(latency_verdict "${RESULT_P99["$tls/$s/probe"]:-}" \
-    "${RESULT_P99["$tls/memory/probe"]:-}")
-  echo "- TLS $tls, $label: the same with one connection (no queueing): $verdict"
-  verdict=$(latency_verdict "${RESULT_P99["$tls/$s/paced"]:-}" \
-    "${RESULT_P99["$tls/memory/paced"]:-}")
+    "at -c$CONNECTIONS: $(added_p99 "$tls" "$s" resume)"
+  echo "- TLS $tls, $label: the same with one connection (no queueing):"\
+    "$(added_p99 "$tls" "$s" probe)"
   echo "- TLS $tls, $label: the same at a fixed load of ${PACED_RATE["$tls"]:-?} handshakes/s"\
-    "(-c$CONNECTIONS, paced): $verdict"
+    "(-c$CONNECTIONS, paced): $(added_p99 "$tls" "$s" paced)"
 }
 
 # ring_x1_lines TLS: the one-node ring row against the same bars, for comparison only (it is not
@@ -544,10 +539,8 @@ ring_x1_lines() {
   r=$(ratio "$hs" "$nginx_hs")
   [[ "$r" == n/a ]] || r+=x
   echo "- TLS $tls, ${LABEL[ring-x1]} (for comparison, not a target row): handshakes/s $r"\
-    "nginx's; added p99 with one connection $(latency_verdict \
-      "${RESULT_P99["$tls/ring-x1/probe"]:-}" "${RESULT_P99["$tls/memory/probe"]:-}"), at a"\
-    "fixed load $(latency_verdict "${RESULT_P99["$tls/ring-x1/paced"]:-}" \
-      "${RESULT_P99["$tls/memory/paced"]:-}")"
+    "nginx's; added p99 with one connection $(added_p99 "$tls" ring-x1 probe), at a fixed load"\
+    "$(added_p99 "$tls" ring-x1 paced)"
 }
 
 report() {

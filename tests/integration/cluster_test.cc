@@ -223,8 +223,8 @@ TEST_F(ClusterTest, MemcachedNeverSeesTheMasterSecret) {
       std::string raw = c.readAll(2s);
       if (raw.rfind("VALUE ", 0) == 0) records.push_back(raw);
     }
-    return !records
-                .empty();  // copy 0 is stored under the key itself (written behind the handshake)
+    // Copy 0 is stored under the key itself, written behind the handshake.
+    return !records.empty();
   };
   EXPECT_TRUE(eventually(readRecords));
   ASSERT_FALSE(records.empty());

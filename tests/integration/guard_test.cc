@@ -376,8 +376,9 @@ TEST_F(GuardTest, YamlBlocklistAndRateLimit) {
 
   // The limit counts in fixed windows of the interval: start early in a minute, so that the four
   // requests below fall in one window.
-  if (nowSeconds() % 60 >= 45)
+  if (nowSeconds() % 60 >= 45) {
     std::this_thread::sleep_for(std::chrono::seconds(61 - nowSeconds() % 60));
+  }
   AgreedKey k = agree(0, "s1");
   std::string body = "{}";
   for (int i = 0; i < 3; ++i) {

@@ -328,17 +328,10 @@ class GuardPluginTest : public ::testing::Test {
     return call;
   }
 
-  // A key agreed as a client does it: an ephemeral P-256 key made with cjose, the plugin's public
-  // key from the endpoint, and K from the other side of the ECDH (its two roles are symmetric).
   // Where the guard keeps the key `keyid` of `session`: its slot is the keyid's first digit.
   std::string keySlotKey(const std::string& session, const std::string& keyid) const {
-    std::string key = "guard:k:";
-    for (unsigned char c : crypto_->sha256("guard key ref\n" + session)) {
-      static constexpr char kHex[] = "0123456789abcdef";
-      key += kHex[c >> 4];
-      key += kHex[c & 15];
-    }
-    return key + ":" + keyid.substr(0, 1);
+    return "guard:k:" + hexEncode(crypto_->sha256("guard key ref\n" + session)) + ":" +
+           keyid.substr(0, 1);
   }
 
   // A client's side of an agreement: its key pair, and the body it posts to the keys endpoint.
@@ -376,6 +369,8 @@ class GuardPluginTest : public ::testing::Test {
     EXPECT_TRUE(k.has_value());
     return {answer["keyid"].get<std::string>(), k ? k->key : ""};
   }
+  // A key agreed as a client does it: an ephemeral P-256 key made with cjose, the plugin's public
+  // key from the endpoint, and K from the other side of the ECDH (its two roles are symmetric).
   AgreedKey agree(const Factory& factory, const std::string& session,
                   int64_t expires_in = 24 * 60 * 60) {
     ClientKey mine = newClientKey();

@@ -393,8 +393,9 @@ measure() {
     tool_mode=resume
   elif [[ "$mode" == paced ]]; then
     rate=${PACED_RATE["$tls"]:-}
-    if [[ -z "$rate" ]]; then
-      NOTES+=("- ${LABEL[$name]}, TLS $tls, paced: skipped (the memory store row sets the rate)")
+    # The load tool reads --rate 0 as "not paced": a memory row with no handshakes sets no rate.
+    if [[ -z "$rate" || "$rate" == 0 ]]; then
+      NOTES+=("- ${LABEL[$name]}, TLS $tls, paced: skipped (no rate: the memory store row sets it)")
       return 0
     fi
     tool_mode=resume

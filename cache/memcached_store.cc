@@ -3,6 +3,7 @@
 #include <libmemcached/memcached.h>
 #include <libmemcachedutil-1.0/pool.h>
 #include <openssl/evp.h>
+#include <pthread.h>
 
 #include <algorithm>
 #include <atomic>
@@ -380,6 +381,7 @@ void Lane::wake() {
 }
 
 void Lane::ioLoop() {
+  pthread_setname_np(pthread_self(), "tessera:io");  // what `top -H` shows
   for (;;) {
     Job job;
     {

@@ -3,6 +3,7 @@
 #include <event2/buffer.h>
 #include <event2/thread.h>
 #include <openssl/ssl.h>
+#include <pthread.h>
 #include <spdlog/async.h>
 #include <spdlog/sinks/stdout_sinks.h>
 #include <spdlog/spdlog.h>
@@ -27,7 +28,9 @@ void printErrors(const conf::ConfigError& e) {
 }  // namespace
 
 void setupLogging(const std::string& level) {
-  if (!spdlog::thread_pool()) spdlog::init_thread_pool(8192, 1);
+  if (!spdlog::thread_pool()) {
+    spdlog::init_thread_pool(8192, 1, [] { pthread_setname_np(pthread_self(), "tessera:log"); });
+  }
   if (!spdlog::get("tessera")) {
     auto sink = std::make_shared<spdlog::sinks::stderr_sink_mt>();
     auto logger = std::make_shared<spdlog::async_logger>(

@@ -2,6 +2,7 @@
 
 #include <netinet/in.h>
 #include <netinet/tcp.h>
+#include <pthread.h>
 #include <spdlog/spdlog.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -59,6 +60,8 @@ void Worker::join() {
 }
 
 void Worker::run() {
+  // Named by role so that `top -H` and the session bench tell workers from store I/O threads.
+  pthread_setname_np(pthread_self(), ("tessera:w" + std::to_string(id_)).c_str());
   session_cache_ = std::make_unique<SessionCache>(store_backend_.connect(base_), metrics_);
   outbound_ = std::make_unique<OutboundCalls>(base_);
   session_cache_->makeCurrent();

@@ -5,6 +5,8 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <filesystem>
+#include <map>
 #include <regex>
 
 #include "tests/integration/harness.h"
@@ -231,6 +233,33 @@ TEST_F(ClusterTest, MemcachedNeverSeesTheMasterSecret) {
   for (const std::string& raw : records) {
     EXPECT_EQ(raw.find(master), std::string::npos) << "master secret readable in memcached";
     EXPECT_EQ(raw.find("ip=127.0.0.1"), std::string::npos) << "fingerprint readable in memcached";
+  }
+}
+
+// `top -H`, and the session bench's split of CPU time, tell a node's threads apart by name: every
+// thread but the main one is named by its role.
+TEST_F(ClusterTest, EveryThreadIsNamedByItsRole) {
+  std::map<std::string, int> names;
+  auto readNames = [&] {
+    names.clear();
+    std::string tasks = "/proc/" + std::to_string(nodes_[0]->process().pid()) + "/task";
+    for (const auto& task : std::filesystem::directory_iterator(tasks)) {
+      std::string name = readFile(task.path().string() + "/comm");
+      if (!name.empty() && name.back() == '\n') name.pop_back();
+      ++names[name];
+    }
+    // The worker starts its store lane (io_threads: 2) when its loop starts.
+    return names["tessera:io"] >= 2;
+  };
+  EXPECT_TRUE(eventually(readNames));
+  EXPECT_EQ(names["tessera"], 1);  // the main thread (config, admin, signals) keeps the binary's
+  EXPECT_EQ(names["tessera:w0"], 1);
+  EXPECT_EQ(names["tessera:log"], 1);
+  EXPECT_EQ(names["tessera:io"] % 2, 0);  // whole lanes of io_threads each
+  for (const auto& [name, count] : names) {
+    EXPECT_TRUE(name == "tessera" || name == "tessera:w0" || name == "tessera:io" ||
+                name == "tessera:log")
+        << "unexpected thread name: " << name;
   }
 }
 

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# Shared by bench/macro.sh and bench/sessions.sh: process, port, certificate and backend helpers.
+# Shared by the bench scripts: process, port, certificate, backend and CPU-time helpers.
 # The sourcing script sets SCRIPT_NAME and STARTUP_TIMEOUT, and owns TMP, PIDS, USED_PORTS,
 # BACKEND_PORT and BUILD_DIR. Nothing here runs on its own.
 
@@ -133,4 +133,39 @@ EOF
   fi
   wait_listening backend "$STARTED_PID" "$BACKEND_PORT" "$TMP/backend.log" ||
     die "the backend did not start"
+}
+
+# cpu_threads PID...: one "NAME TICKS" line per thread name: utime+stime (fields 14 and 15 of
+# /proc/PID/task/TID/stat, in clock ticks) summed over the threads of that name in each PID and in
+# its child processes (nginx's and h2o's workers are children of the master). tessera names its
+# threads by role (tessera:w0, tessera:io, tessera:log; the main thread keeps "tessera"), and so
+# does memcached (mc-worker, mc-lrumaint, ...). Threads that exit while this runs are skipped.
+cpu_threads() {
+  local pid p children=() files=()
+  for pid in "$@"; do
+    mapfile -t children < <(pgrep -P "$pid" || true)
+    for p in "$pid" "${children[@]}"; do files+=(/proc/"$p"/task/*/stat); done
+  done
+  # The name (field 2) is in parentheses and may hold spaces or parentheses: it ends at the last
+  # ") ", and the fields are counted after it.
+  { cat "${files[@]}" 2>/dev/null || true; } |
+    awk 'match($0, /\(.*\) /) {
+      name = substr($0, RSTART + 1, RLENGTH - 3)
+      gsub(/[ \t]/, "_", name)
+      split(substr($0, RSTART + RLENGTH), f, " ")
+      t[name] += f[12] + f[13]
+    }
+    END {for (n in t) print n, t[n]}'
+}
+
+# ticks_between BEFORE AFTER [REGEX]: clock ticks spent between two cpu_threads snapshots by the
+# threads whose name matches REGEX (all of them without one).
+ticks_between() {
+  awk -v re="${3:-.}" 'NR == FNR {b[$1] = $2; next} $1 ~ re {d += $2 - b[$1]}
+    END {printf "%d\n", d}' "$1" "$2"
+}
+
+# cpu_ticks PID...: the CPU clock ticks of every thread of those processes and their children.
+cpu_ticks() {
+  cpu_threads "$@" | awk '{t += $2} END {printf "%d\n", t}'
 }

@@ -133,14 +133,6 @@ start_tessera() {
     die "unsigned POST $SIGNED_PATH answered '$answer', not 401 missing_signature: no guard?"
 }
 
-# cpu_ticks PID: utime+stime (fields 14 and 15 of /proc/PID/task/TID/stat, in clock ticks) summed
-# over every thread of PID. Threads that exit while this runs are skipped.
-cpu_ticks() {
-  # The command name (field 2) is in parentheses and may hold spaces: count fields after it.
-  { cat /proc/"$1"/task/*/stat 2>/dev/null || true; } |
-    awk '{sub(/^.*\) /, ""); t += $12 + $13} END {printf "%d\n", t}'
-}
-
 # guard_events: the guard's event counters ("event=N ..."), from tessera's admin endpoint.
 guard_events() {
   curl -s --max-time 5 "http://127.0.0.1:$ADMIN_PORT/metrics" |

@@ -255,19 +255,6 @@ start_proxy() {
 
 # --- wrk ----------------------------------------------------------------------------------------
 
-# proxy_cpu_ticks PID: utime+stime (fields 14 and 15 of /proc/PID/task/TID/stat, in clock ticks)
-# summed over every thread of PID and of its child processes: nginx's workers are children of the
-# master PID; tessera and HAProxy are one process with threads. Threads and processes that exit
-# while this runs are skipped (an exited thread's time is then missing from the sum).
-proxy_cpu_ticks() {
-  local p children=() files=()
-  mapfile -t children < <(pgrep -P "$1" || true)
-  for p in "$1" "${children[@]}"; do files+=(/proc/"$p"/task/*/stat); done
-  # The command name (field 2) is in parentheses and may hold spaces: count fields after it.
-  { cat "${files[@]}" 2>/dev/null || true; } |
-    awk '{sub(/^.*\) /, ""); t += $12 + $13} END {printf "%d\n", t}'
-}
-
 # run_wrk OUTFILE SECONDS URL [wrk args...]: fails the run if wrk fails. wrk runs in the
 # background so that a signal to this script runs the cleanup at once instead of after wrk ends.
 run_wrk() {
@@ -346,13 +333,13 @@ bench_proxy() {
     out="$TMP/wrk-$name-w$workers-$mode.txt"
     log "$name, $workers worker(s), $mode: ${DURATION}s"
     if [[ "$name" == tessera ]]; then before=$(handshake_counts "$ADMIN_PORT" || true); fi
-    cpu0=$(proxy_cpu_ticks "$PROXY_PID")
+    cpu0=$(cpu_ticks "$PROXY_PID")
     if [[ "$mode" == keepalive ]]; then
       run_wrk "$out" "$DURATION" "$url"
     else
       run_wrk "$out" "$DURATION" "$url" -H "Connection: close"
     fi
-    cpu1=$(proxy_cpu_ticks "$PROXY_PID")
+    cpu1=$(cpu_ticks "$PROXY_PID")
     record_run "$workers/$mode/$name" "$out" $((cpu1 - cpu0))
     if [[ -n "$ERRORS" ]]; then NOTES+=("- $name, $workers worker(s), $mode: $ERRORS"); fi
     if [[ "$name" == tessera && "$mode" != keepalive ]]; then
@@ -390,9 +377,9 @@ bench_plugins() {
       run_wrk "$TMP/warmup.txt" "$WARMUP_SECONDS" "$url" -H "Authorization: Bearer $TOKEN"
       out="$TMP/wrk-tessera-w1-plugins-$state-$round.txt"
       log "tessera, 1 worker, keep-alive, plugins $state (round $round): ${DURATION}s"
-      cpu0=$(proxy_cpu_ticks "$PROXY_PID")
+      cpu0=$(cpu_ticks "$PROXY_PID")
       run_wrk "$out" "$DURATION" "$url" -H "Authorization: Bearer $TOKEN"
-      cpu1=$(proxy_cpu_ticks "$PROXY_PID")
+      cpu1=$(cpu_ticks "$PROXY_PID")
       record_run "$key" "$out" $((cpu1 - cpu0))
       if [[ -n "$ERRORS" ]]; then NOTES+=("- tessera, 1 worker, plugins $state: $ERRORS"); fi
       note=$(tessera_summary "$ADMIN_PORT" || true)

@@ -59,6 +59,9 @@
 # rows run 3 server threads where the others run 1. So the table also gives the servers' own CPU
 # time per handshake (user+system of every server process and thread, plus the memcached
 # processes for the rows that use them), which does not depend on who else shares the cores.
+# The notes under the table split tessera's CPU by thread (workers, store I/O threads, the rest)
+# and give memcached's LRU maintainer thread apart, so that the cost of the ring shows where it
+# is paid.
 
 set -euo pipefail
 
@@ -296,20 +299,6 @@ stop_server() {
 
 # --- Measurements -------------------------------------------------------------------------------
 
-# cpu_ticks PID...: utime+stime (fields 14 and 15 of /proc/PID/task/TID/stat, in clock ticks)
-# summed over every thread of each PID and of its child processes (nginx's and h2o's workers are
-# children of the master). Threads that exit while this runs are skipped.
-cpu_ticks() {
-  local pid p children=() files=()
-  for pid in "$@"; do
-    mapfile -t children < <(pgrep -P "$pid" || true)
-    for p in "$pid" "${children[@]}"; do files+=(/proc/"$p"/task/*/stat); done
-  done
-  # The command name (field 2) is in parentheses and may hold spaces: count fields after it.
-  { cat "${files[@]}" 2>/dev/null || true; } |
-    awk '{sub(/^.*\) /, ""); t += $12 + $13} END {printf "%d\n", t}'
-}
-
 # metrics_snapshot FILE: tessera's counters summed over every node, one "name value" a line.
 metrics_snapshot() {
   local port
@@ -386,7 +375,7 @@ result_field() {
 # handshake latency without queueing behind other handshakes) or paced (resume at PACED_RATE).
 measure() {
   local name=$1 tls=$2 mode=$3 key="$2/$1/$3" out="$TMP/load-$1-$2-$3.txt" conc=$CONNECTIONS
-  local tool_mode=$3 srv0 srv1 mc0=0 mc1=0 m0 m1 s0 h0 x0 s1 h1 x1 handshakes errors ticket
+  local tool_mode=$3 srv=0 mc=0 m0 m1 s0 h0 x0 s1 h1 x1 handshakes errors ticket
   local note="" rate=""
   if [[ "$mode" == probe ]]; then
     conc=1
@@ -404,11 +393,12 @@ measure() {
   if ((${#ADMIN_PORTS[@]} > 0)); then metrics_snapshot "$TMP/before.txt"; fi
   if ((${#MC_PORTS[@]} > 0)); then
     m0=$(memcached_counts "${MC_PORTS[@]}")
-    mc0=$(cpu_ticks "${MC_PIDS[@]}")
+    cpu_threads "${MC_PIDS[@]}" >"$TMP/mc-cpu0.txt"
   fi
-  srv0=$(cpu_ticks "${SERVER_PIDS[@]}")
+  cpu_threads "${SERVER_PIDS[@]}" >"$TMP/srv-cpu0.txt"
   run_load "$out" "$tls" "$tool_mode" "$conc" "$rate"
-  srv1=$(cpu_ticks "${SERVER_PIDS[@]}")
+  cpu_threads "${SERVER_PIDS[@]}" >"$TMP/srv-cpu1.txt"
+  srv=$(ticks_between "$TMP/srv-cpu0.txt" "$TMP/srv-cpu1.txt")
   RESULT_HS["$key"]=$(result_field "$out" hs_per_s)
   RESULT_P50["$key"]=$(result_field "$out" p50_ms)
   RESULT_P99["$key"]=$(result_field "$out" p99_ms)
@@ -429,15 +419,28 @@ measure() {
   # memcached's own counters show whether the server really kept its sessions there, and its CPU
   # is part of the cost of a shared cache.
   if ((${#MC_PORTS[@]} > 0)); then
-    mc1=$(cpu_ticks "${MC_PIDS[@]}")
+    cpu_threads "${MC_PIDS[@]}" >"$TMP/mc-cpu1.txt"
+    mc=$(ticks_between "$TMP/mc-cpu0.txt" "$TMP/mc-cpu1.txt")
     m1=$(memcached_counts "${MC_PORTS[@]}")
     read -r s0 h0 x0 <<<"$m0"
     read -r s1 h1 x1 <<<"$m1"
     note+="; memcached sets=$((s1 - s0)) get hits=$((h1 - h0)) misses=$((x1 - x0))"
-    note+=", CPU µs/hs server $(per_handshake $((srv1 - srv0)) "$handshakes")"
-    note+=" + memcached $(per_handshake $((mc1 - mc0)) "$handshakes")"
+    note+=", CPU µs/hs server $(per_handshake "$srv" "$handshakes")"
+    note+=" + memcached $(per_handshake "$mc" "$handshakes")"
+    note+=" (its LRU maintainer thread $(per_handshake "$(ticks_between "$TMP/mc-cpu0.txt" \
+      "$TMP/mc-cpu1.txt" '^mc-lrumaint$')" "$handshakes"))"
   fi
-  RESULT_CPU["$key"]=$(per_handshake $((srv1 - srv0 + mc1 - mc0)) "$handshakes")
+  if [[ "$name" == memory || "$name" == ring* ]]; then
+    # Where tessera's own CPU goes: the workers (TLS, HTTP, sealing, the session callbacks) and
+    # the store's I/O threads (the memcached calls: mostly the kernel's loopback TCP).
+    note+="; tessera CPU µs/hs by thread: workers $(per_handshake "$(ticks_between \
+      "$TMP/srv-cpu0.txt" "$TMP/srv-cpu1.txt" '^tessera:w')" "$handshakes")"
+    note+=", store I/O $(per_handshake "$(ticks_between "$TMP/srv-cpu0.txt" \
+      "$TMP/srv-cpu1.txt" '^tessera:io$')" "$handshakes")"
+    note+=", other $(per_handshake "$(ticks_between "$TMP/srv-cpu0.txt" "$TMP/srv-cpu1.txt" \
+      '^(tessera|tessera:log)$')" "$handshakes")"
+  fi
+  RESULT_CPU["$key"]=$(per_handshake $((srv + mc)) "$handshakes")
   if ((${#ADMIN_PORTS[@]} > 0)); then
     metrics_snapshot "$TMP/after.txt"
     note+="; tessera (all nodes): $(metrics_note "$TMP/before.txt" "$TMP/after.txt")"
@@ -555,7 +558,8 @@ report() {
   header+=" every resumption cross-node (\"ring x1\": one tessera node on the same ring, L1 off)."
   header+=" Latency is TCP connect start to handshake done; in resume"
   header+=" mode it and resumed % leave out each connection's first (full) handshake. CPU µs/hs is"
-  header+=" the servers' own CPU time (plus memcached's for the rows that use it) per handshake."
+  header+=" the servers' own CPU time (plus memcached's for the rows that use it) per handshake;"
+  header+=" the notes split tessera's by thread."
   header+=" \"resume, c=1\" rows use a single connection: handshake latency without queueing"
   header+=" behind other handshakes, which at -c$CONNECTIONS is most of p99 once a server is"
   header+=" saturated. \"resume, paced\" rows start connections at a fixed rate, the same for"

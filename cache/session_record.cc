@@ -1,6 +1,32 @@
 #include "cache/session_record.h"
 
+#include <openssl/crypto.h>
+
+#include <utility>
+
 namespace tessera::cache {
+
+SessionRecord::~SessionRecord() { OPENSSL_cleanse(der.data(), der.size()); }
+
+SessionRecord& SessionRecord::operator=(const SessionRecord& other) {
+  if (this == &other) return *this;
+  OPENSSL_cleanse(der.data(), der.size());  // the old buffer may be freed by the copy
+  der = other.der;
+  fingerprint = other.fingerprint;
+  created = other.created;
+  expiry = other.expiry;
+  return *this;
+}
+
+SessionRecord& SessionRecord::operator=(SessionRecord&& other) noexcept {
+  if (this == &other) return *this;
+  OPENSSL_cleanse(der.data(), der.size());  // the old buffer is freed by the move
+  der = std::move(other.der);
+  fingerprint = std::move(other.fingerprint);
+  created = other.created;
+  expiry = other.expiry;
+  return *this;
+}
 
 namespace {
 

@@ -16,11 +16,21 @@
 
 namespace tessera::cache {
 
+// The DER holds the master secret, so a record wipes it (OPENSSL_cleanse) when destroyed or
+// assigned over: the copies in the per-worker L1 and the ones decoded for a lookup leave nothing in
+// freed memory.
 struct SessionRecord {
   std::string der;          // i2d_SSL_SESSION
   std::string fingerprint;  // the device that made the session (may be empty: binding off)
   int64_t created = 0;      // unix seconds
   int64_t expiry = 0;       // unix seconds; a record past it is a miss
+
+  SessionRecord() = default;
+  SessionRecord(const SessionRecord&) = default;
+  SessionRecord(SessionRecord&&) noexcept = default;  // takes the DER's buffer: nothing to wipe
+  SessionRecord& operator=(const SessionRecord& other);
+  SessionRecord& operator=(SessionRecord&& other) noexcept;
+  ~SessionRecord();
 };
 
 std::string sessionKey(std::string_view session_id);

@@ -2,6 +2,10 @@
 
 #include <gtest/gtest.h>
 
+#include <optional>
+#include <string>
+#include <utility>
+
 namespace tessera::cache {
 namespace {
 
@@ -26,6 +30,35 @@ TEST(SessionRecordTest, RoundTrip) {
   EXPECT_EQ(back->fingerprint, sample().fingerprint);
   EXPECT_EQ(back->created, 1700000000);
   EXPECT_EQ(back->expiry, 1700000300);
+}
+
+// A record wipes its DER when destroyed or assigned over, so copying, moving and assigning are
+// written by hand: each must still carry every field.
+TEST(SessionRecordTest, CopiesMovesAndAssignmentsCarryEveryField) {
+  auto same = [](const SessionRecord& r) {
+    return r.der == sample().der && r.fingerprint == sample().fingerprint &&
+           r.created == sample().created && r.expiry == sample().expiry;
+  };
+  SessionRecord original = sample();
+  SessionRecord copied(original);
+  EXPECT_TRUE(same(copied));
+  EXPECT_TRUE(same(original));
+  SessionRecord moved(std::move(copied));
+  EXPECT_TRUE(same(moved));
+  SessionRecord assigned;
+  assigned.der = std::string(300, 'x');  // longer than the new DER: the buffer is reused
+  assigned = original;
+  EXPECT_TRUE(same(assigned));
+  SessionRecord move_assigned;
+  move_assigned.der = "old";
+  move_assigned = std::move(assigned);
+  EXPECT_TRUE(same(move_assigned));
+  std::optional<SessionRecord> slot;
+  slot = decodeSessionRecord(encodeSessionRecord(original));
+  ASSERT_TRUE(slot.has_value());
+  EXPECT_TRUE(same(*slot));
+  move_assigned = *&move_assigned;  // self-assignment keeps the record
+  EXPECT_TRUE(same(move_assigned));
 }
 
 TEST(SessionRecordTest, EmptyFingerprintRoundTrips) {

@@ -240,6 +240,9 @@ bool TlsSessionGlue::park(const cache::SessionRecord& record, bool from_l1) {
   WorkerMetrics& m = cache_.metrics();
   if (record.expiry <= unixNow()) {
     bumpLookup(m, LookupResult::kMiss);
+    // Expired in the L1: gone, so that it neither comes back to the front of the LRU on every
+    // lookup nor holds a slot a live session could use. `record` is that entry: last use above.
+    if (from_l1) cache_.l1Erase(key_);
     return false;
   }
   if (record.fingerprint.size() != fingerprint_.size() ||

@@ -17,27 +17,29 @@ class SessionCacheTest : public ::testing::Test {
     admin_ = freePort();
   }
 
-  void start(const std::string& session_cache, const std::string& binding = "[ip]") {
-    std::string yaml =
-        "workers: 2\n"
-        "listeners:\n  - name: edge\n    listen: 127.0.0.1:" +
-        std::to_string(port_) + "\n    tls: { certificates: [ { cert: " + cert_.cert +
-        ", key: " + cert_.key +
-        " } ] }\n"
-        "upstreams: { app: { servers: [" +
-        backend_.address() +
-        "] } }\n"
-        "session_cache: " +
-        session_cache +
-        "\n"
-        "device_binding: { tls: { attributes: " +
-        binding +
-        " } }\n"
-        "admin: { listen: 127.0.0.1:" +
-        std::to_string(admin_) +
-        " }\n"
-        "log: { level: info, access_log: off, audit_log: " +
-        dir_.file("audit.log") + " }\n";
+  void start(const std::string& session_cache, const std::string& binding = "[ip]",
+             int workers = 2) {
+    std::string yaml = "workers: " + std::to_string(workers) +
+                       "\n"
+                       "listeners:\n  - name: edge\n    listen: 127.0.0.1:" +
+                       std::to_string(port_) +
+                       "\n    tls: { certificates: [ { cert: " + cert_.cert +
+                       ", key: " + cert_.key +
+                       " } ] }\n"
+                       "upstreams: { app: { servers: [" +
+                       backend_.address() +
+                       "] } }\n"
+                       "session_cache: " +
+                       session_cache +
+                       "\n"
+                       "device_binding: { tls: { attributes: " +
+                       binding +
+                       " } }\n"
+                       "admin: { listen: 127.0.0.1:" +
+                       std::to_string(admin_) +
+                       " }\n"
+                       "log: { level: info, access_log: off, audit_log: " +
+                       dir_.file("audit.log") + " }\n";
     tessera_ = std::make_unique<Tessera>(dir_, yaml, port_, admin_);
     ASSERT_TRUE(tessera_->started()) << tessera_->stderrText();
   }
@@ -122,6 +124,24 @@ TEST_F(SessionCacheTest, L1ServesSessionsThisNodeMade) {
   // from its own handshake or from the store.
   EXPECT_GE(lookups("hit_l1"), 2);
   EXPECT_EQ(lookups("hit_l1") + lookups("hit_store"), 4);
+}
+
+// A session found expired in the L1 leaves it: presented again, it is looked up in the store (and
+// missed there too) instead of being found, expired, in the L1 forever.
+TEST_F(SessionCacheTest, ASessionFoundExpiredInTheL1LeavesIt) {
+  start("{ lifetime: 1s, l1_entries: 100 }", "[ip]", /*workers=*/1);
+  TlsVisit first = tlsVisit(port_, "127.0.0.1", "", "1.2");
+  ASSERT_TRUE(first.ok) << first.error;
+  std::this_thread::sleep_for(2200ms);  // records carry whole-second expiry times
+  for (int i = 0; i < 3; ++i) {
+    TlsVisit late = tlsVisit(port_, "127.0.0.1", first.session_pem, "1.2");
+    ASSERT_TRUE(late.ok) << late.error;
+    EXPECT_FALSE(late.reused) << i;
+  }
+  EXPECT_EQ(lookups("miss"), 3);
+  EXPECT_EQ(lookups("hit_l1"), 0);
+  // The first late visit found it in the L1; the other two asked the store.
+  EXPECT_EQ(tessera_->metric("tessera_store_latency_seconds_count"), 2);
 }
 
 TEST_F(SessionCacheTest, AnotherSourceAddressGetsAFullHandshakeAndAnAuditEvent) {

@@ -950,12 +950,14 @@ void Loader::admin(const Item& item, Admin& admin) {
 }
 
 void Loader::log(const Item& item, Log& log) {
-  std::optional<Fields> f = fields(item, {"level", "access_log", "format", "audit_log"});
+  std::optional<Fields> f =
+      fields(item, {"level", "access_log", "format", "audit_log", "audit_rate_limit"});
   if (!f) return;
   readOptional(*f, "level", log.level, &Loader::logLevel);
   readOptional(*f, "access_log", log.access_log, &Loader::accessLog);
   readOptional(*f, "format", log.format, &Loader::logFormat);
   readOptional(*f, "audit_log", log.audit_log, &Loader::auditLog);
+  readOptional(*f, "audit_rate_limit", log.audit_rate_limit, &Loader::count);
 }
 
 void Loader::cluster(const Item& item, Cluster& cluster) {

@@ -137,6 +137,7 @@ struct Log {
   std::string access_log = "stdout";  // stdout | stderr | off | a file path
   std::string format = "json";        // json | common
   std::string audit_log = "stderr";   // security events, JSON lines: stderr | off | a file path
+  int audit_rate_limit = 100;         // audit lines per second; 0 = no limit
 };
 
 struct Cluster {

@@ -3,6 +3,7 @@
 #include <fcntl.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <chrono>
 #include <cstring>
@@ -29,7 +30,11 @@ std::string nowIso() {
 
 }  // namespace
 
-AuditLog::AuditLog(const std::string& target) {
+AuditLog::AuditLog(const std::string& target, uint32_t rate_limit,
+                   std::function<Clock::time_point()> now)
+    : rate_limit_(rate_limit), now_(std::move(now)) {
+  tokens_ = rate_limit_;
+  refilled_ = last_summary_ = now_();
   if (target == "off") return;
   if (target == "stderr") {
     fd_ = STDERR_FILENO;
@@ -41,6 +46,7 @@ AuditLog::AuditLog(const std::string& target) {
 }
 
 AuditLog::~AuditLog() {
+  if (fd_ >= 0 && !suppressed_.empty()) writeLine(summaryLine());
   if (owned_) ::close(fd_);
 }
 
@@ -50,12 +56,57 @@ void AuditLog::record(std::string_view event, std::initializer_list<Field> field
 
 void AuditLog::recordAll(std::string_view event, const std::vector<Field>& fields) const {
   if (fd_ < 0) return;
+  std::string summary;
+  bool admitted = admit(event, summary);
+  if (!summary.empty()) writeLine(summary);
+  if (!admitted) return;
   nlohmann::json line;
   line["time"] = nowIso();
   line["event"] = event;
   for (const auto& [key, value] : fields) line[std::string(key)] = value;
   // Client-controlled text (a header, a path) must not break the line: replace bad UTF-8.
-  std::string text = line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  writeLine(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
+}
+
+bool AuditLog::admit(std::string_view event, std::string& summary) const {
+  if (rate_limit_ == 0) return true;
+  std::lock_guard<std::mutex> lock(mu_);
+  Clock::time_point now = now_();
+  double elapsed = std::chrono::duration<double>(now - refilled_).count();
+  tokens_ = std::min<double>(rate_limit_, tokens_ + elapsed * rate_limit_);
+  refilled_ = now;
+  bool admitted = tokens_ >= 1;
+  if (admitted) {
+    tokens_ -= 1;
+  } else {
+    auto it = suppressed_.find(event);
+    if (it == suppressed_.end()) it = suppressed_.emplace(std::string(event), 0).first;
+    ++it->second;
+  }
+  if (!suppressed_.empty() && now - last_summary_ >= std::chrono::seconds(1)) {
+    summary = summaryLine();
+    last_summary_ = now;
+  }
+  return admitted;
+}
+
+std::string AuditLog::summaryLine() const {
+  nlohmann::json line;
+  line["time"] = nowIso();
+  line["event"] = "audit_suppressed";
+  line["reason"] =
+      "more than " + std::to_string(rate_limit_) + " audit lines a second (log.audit_rate_limit)";
+  uint64_t total = 0;
+  for (const auto& [event, count] : suppressed_) {
+    line["suppressed"][event] = count;
+    total += count;
+  }
+  line["total"] = total;
+  suppressed_.clear();
+  return line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+}
+
+void AuditLog::writeLine(const std::string& text) const {
   ssize_t w;
   do {
     w = ::write(fd_, text.data(), text.size());

@@ -174,7 +174,8 @@ std::shared_ptr<const Snapshot> Snapshot::build(std::shared_ptr<const conf::Conf
     errors.push_back(conf::Error{config->file, {}, "log.access_log", e.what()});
   }
   try {
-    snap->audit_log_ = std::make_shared<AuditLog>(config->log.audit_log);
+    snap->audit_log_ = std::make_shared<AuditLog>(
+        config->log.audit_log, static_cast<uint32_t>(config->log.audit_rate_limit));
   } catch (const std::exception& e) {
     errors.push_back(conf::Error{config->file, {}, "log.audit_log", e.what()});
   }

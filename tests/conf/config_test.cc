@@ -648,6 +648,7 @@ TEST(ConfigTest, SessionCacheDefaults) {
     EXPECT_EQ(config->device_binding.tls.ipv4_prefix, 32);
     EXPECT_EQ(config->device_binding.tls.ipv6_prefix, 64);
     EXPECT_EQ(config->log.audit_log, "stderr");
+    EXPECT_EQ(config->log.audit_rate_limit, 100);
   }
 }
 
@@ -823,6 +824,11 @@ log: { audit_log: "" }
             std::vector<std::string>{"test.yaml:6:19: log.audit_log: expected stderr, off or a "
                                      "file path; stdout is not supported"});
   EXPECT_EQ(load(std::string(kMinimal) + "log: { audit_log: off }\n")->log.audit_log, "off");
+  EXPECT_EQ(load(std::string(kMinimal) + "log: { audit_rate_limit: 0 }\n")->log.audit_rate_limit,
+            0);
+  EXPECT_EQ(
+      errorsOf(std::string(kMinimal) + "log: { audit_rate_limit: -5 }\n"),
+      std::vector<std::string>{"test.yaml:6:26: log.audit_rate_limit: expected an integer >= 0"});
 }
 
 TEST(ConfigTest, UnknownKeyInMemcached) {

@@ -4,6 +4,8 @@
 
 #include <gtest/gtest.h>
 
+#include <regex>
+
 #include "tests/integration/harness.h"
 
 namespace tessera::testing {
@@ -39,7 +41,7 @@ class SessionCacheTest : public ::testing::Test {
                        std::to_string(admin_) +
                        " }\n"
                        "log: { level: info, access_log: off, audit_log: " +
-                       dir_.file("audit.log") + " }\n";
+                       dir_.file("audit.log") + log_extra_ + " }\n";
     tessera_ = std::make_unique<Tessera>(dir_, yaml, port_, admin_);
     ASSERT_TRUE(tessera_->started()) << tessera_->stderrText();
   }
@@ -48,6 +50,7 @@ class SessionCacheTest : public ::testing::Test {
     return tessera_->metric("tessera_tls_session_lookups_total{result=\"" + result + "\"}");
   }
 
+  std::string log_extra_;  // more keys for the log block, each after ", "
   TempDir dir_;
   TestBackend backend_;
   CertFiles cert_;
@@ -160,6 +163,42 @@ TEST_F(SessionCacheTest, AnotherSourceAddressGetsAFullHandshakeAndAnAuditEvent) 
   EXPECT_NE(audit.find("\"listener\":\"edge\""), std::string::npos) << audit;
   // The owner still resumes.
   EXPECT_TRUE(tlsVisit(port_, "127.0.0.1", first.session_pem, "1.3").reused);
+}
+
+// A stolen session can be replayed as often as its thief likes. Past log.audit_rate_limit the
+// mismatches are not written one by one but counted, in audit_suppressed lines (the last one when
+// tessera stops); the metric counts every one.
+TEST_F(SessionCacheTest, AFloodOfMismatchesIsCutToTheAuditRateLimit) {
+  log_extra_ = ", audit_rate_limit: 1";
+  start("{ l1_entries: 0 }");
+  TlsVisit first = tlsVisit(port_, "127.0.0.1", "", "1.2");
+  ASSERT_TRUE(first.ok) << first.error;
+  constexpr int kVisits = 20;
+  for (int i = 0; i < kVisits; ++i) {
+    TlsVisit stolen = tlsVisit(port_, "127.0.0.2", first.session_pem, "1.2");
+    ASSERT_TRUE(stolen.ok) << stolen.error;
+    EXPECT_FALSE(stolen.reused) << i;
+  }
+  EXPECT_EQ(tessera_->metric("tessera_tls_binding_mismatch_total"), kVisits);
+  tessera_.reset();  // stopping closes the audit log, which reports what it held back
+  std::string audit = readFile(dir_.file("audit.log"));
+  int written = 0, summaries = 0, suppressed = 0;
+  std::regex total("\"total\":([0-9]+)");
+  for (size_t at = 0, end; (end = audit.find('\n', at)) != std::string::npos; at = end + 1) {
+    std::string line = audit.substr(at, end - at);
+    std::smatch m;
+    if (line.find("\"event\":\"tls_binding_mismatch\"") != std::string::npos) ++written;
+    if (line.find("\"event\":\"audit_suppressed\"") != std::string::npos &&
+        std::regex_search(line, m, total)) {
+      ++summaries;
+      suppressed += std::stoi(m[1].str());
+    }
+  }
+  // One line a second at most: 20 handshakes take far less than the 19 s it would take to write
+  // them all.
+  EXPECT_LT(written, kVisits) << audit;
+  EXPECT_GE(summaries, 1) << audit;
+  EXPECT_EQ(written + suppressed, kVisits) << audit;
 }
 
 TEST_F(SessionCacheTest, PrefixBindingToleratesAMoveInsideTheNetwork) {

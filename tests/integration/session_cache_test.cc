@@ -46,6 +46,18 @@ class SessionCacheTest : public ::testing::Test {
     ASSERT_TRUE(tessera_->started()) << tessera_->stderrText();
   }
 
+  // Offers `session_pem` in `times` TLS 1.2 connections from `source_ip`; every one must succeed
+  // (a refused session means a full handshake, never a failed one). Returns how many resumed.
+  int resumptions(int times, const std::string& source_ip, const std::string& session_pem) {
+    int resumed = 0;
+    for (int i = 0; i < times; ++i) {
+      TlsVisit visit = tlsVisit(port_, source_ip, session_pem, "1.2");
+      EXPECT_TRUE(visit.ok) << i << ": " << visit.error;
+      resumed += visit.reused;
+    }
+    return resumed;
+  }
+
   double lookups(const std::string& result) const {
     return tessera_->metric("tessera_tls_session_lookups_total{result=\"" + result + "\"}");
   }
@@ -65,11 +77,7 @@ TEST_F(SessionCacheTest, Tls12ResumesThroughTheStore) {
   ASSERT_TRUE(first.ok) << first.error;
   EXPECT_FALSE(first.reused);
   EXPECT_NE(first.response.find("200 OK"), std::string::npos);
-  for (int i = 0; i < 5; ++i) {
-    TlsVisit again = tlsVisit(port_, "127.0.0.1", first.session_pem, "1.2");
-    ASSERT_TRUE(again.ok) << again.error;
-    EXPECT_TRUE(again.reused) << i;
-  }
+  EXPECT_EQ(resumptions(5, "127.0.0.1", first.session_pem), 5);
   EXPECT_EQ(lookups("hit_store"), 5);
   EXPECT_EQ(lookups("hit_l1"), 0);
   EXPECT_EQ(tessera_->metric("tessera_tls_handshakes_total{kind=\"resumed\"}"), 5);
@@ -120,9 +128,7 @@ TEST_F(SessionCacheTest, AClientThatClosesWithoutCloseNotifyKeepsItsSession) {
 TEST_F(SessionCacheTest, L1ServesSessionsThisNodeMade) {
   start("{ l1_entries: 100 }");
   TlsVisit first = tlsVisit(port_, "127.0.0.1", "", "1.2");
-  int hits = 0;
-  for (int i = 0; i < 4; ++i) hits += tlsVisit(port_, "127.0.0.1", first.session_pem, "1.2").reused;
-  EXPECT_EQ(hits, 4);
+  EXPECT_EQ(resumptions(4, "127.0.0.1", first.session_pem), 4);
   // Connections land on either of the two workers; each worker's L1 learns the session once,
   // from its own handshake or from the store.
   EXPECT_GE(lookups("hit_l1"), 2);
@@ -136,11 +142,7 @@ TEST_F(SessionCacheTest, ASessionFoundExpiredInTheL1LeavesIt) {
   TlsVisit first = tlsVisit(port_, "127.0.0.1", "", "1.2");
   ASSERT_TRUE(first.ok) << first.error;
   std::this_thread::sleep_for(2200ms);  // records carry whole-second expiry times
-  for (int i = 0; i < 3; ++i) {
-    TlsVisit late = tlsVisit(port_, "127.0.0.1", first.session_pem, "1.2");
-    ASSERT_TRUE(late.ok) << late.error;
-    EXPECT_FALSE(late.reused) << i;
-  }
+  EXPECT_EQ(resumptions(3, "127.0.0.1", first.session_pem), 0);
   EXPECT_EQ(lookups("miss"), 3);
   EXPECT_EQ(lookups("hit_l1"), 0);
   // The first late visit found it in the L1; the other two asked the store.
@@ -174,11 +176,7 @@ TEST_F(SessionCacheTest, AFloodOfMismatchesIsCutToTheAuditRateLimit) {
   TlsVisit first = tlsVisit(port_, "127.0.0.1", "", "1.2");
   ASSERT_TRUE(first.ok) << first.error;
   constexpr int kVisits = 20;
-  for (int i = 0; i < kVisits; ++i) {
-    TlsVisit stolen = tlsVisit(port_, "127.0.0.2", first.session_pem, "1.2");
-    ASSERT_TRUE(stolen.ok) << stolen.error;
-    EXPECT_FALSE(stolen.reused) << i;
-  }
+  EXPECT_EQ(resumptions(kVisits, "127.0.0.2", first.session_pem), 0);
   EXPECT_EQ(tessera_->metric("tessera_tls_binding_mismatch_total"), kVisits);
   tessera_.reset();  // stopping closes the audit log, which reports what it held back
   std::string audit = readFile(dir_.file("audit.log"));

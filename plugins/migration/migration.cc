@@ -16,6 +16,7 @@
 #include "plugins/cookies.h"
 #include "plugins/json_input.h"
 #include "plugins/migration/migration_config.h"
+#include "plugins/migration/origin_answer.h"
 #include "plugins/migration/pass.h"
 
 namespace tessera::plugins::migration {
@@ -121,14 +122,6 @@ struct Answer {
 };
 
 // ---- Verification, the origin's side ---------------------------------------------------------
-
-// What the origin found, for the redeem (local) or the verify endpoint (remote).
-struct Outcome {
-  int status = 0;           // 200 or the refusal
-  std::string reason;       // the refusal's metric/audit name
-  std::string user;         // on 200
-  std::string session_ref;  // on 200
-};
 
 // The ordered checks of one verification, each a store call: used mark, then the session's live
 // pass, then the session. Runs on the worker thread of the request that asked; `context` is that
@@ -824,29 +817,12 @@ void Migration::handleRedeem() {
   }
   json request = {{"pass", *pass}, {"device", device()}, {"ip", context_.clientIp()}};
   std::string url = config_.origin + config_.endpoint_prefix + "migration/verify";
-  call_ = context_.post(
-      url, config_.origin_tls, request.dump(-1, ' ', false, json::error_handler_t::replace),
-      "application/json", config_.origin_timeout, [this](OutboundReply reply) {
-        call_ = 0;
-        Outcome v;
-        v.status = reply.status;
-        std::optional<json> answer = parseObject(reply.body);
-        if (reply.status == 0 || !answer) {
-          v.status = 502;
-          v.reason = "origin_unreachable";
-        } else if (reply.status == 200) {
-          v.user = answer->value("user", "");
-          v.session_ref = answer->value("sid", "");
-          if (v.user.empty()) v.status = 502;
-          v.reason = v.user.empty() ? "origin_unreachable" : "redeemed";
-        } else {
-          v.reason = answer->value("error", "refused_by_origin");
-          if (v.status != 400 && v.status != 401 && v.status != 403 && v.status != 409) {
-            v.status = 502;
-          }
-        }
-        onVerified(std::move(v));
-      });
+  call_ = context_.post(url, config_.origin_tls,
+                        request.dump(-1, ' ', false, json::error_handler_t::replace),
+                        "application/json", config_.origin_timeout, [this](OutboundReply reply) {
+                          call_ = 0;
+                          onVerified(readOriginAnswer(reply));
+                        });
 }
 
 void Migration::onVerified(Outcome v) {

@@ -1,0 +1,62 @@
+#include "plugins/migration/origin_answer.h"
+
+#include <algorithm>
+#include <iterator>
+#include <nlohmann/json.hpp>
+#include <optional>
+#include <string_view>
+
+#include "plugins/json_input.h"
+
+namespace tessera::plugins::migration {
+
+namespace {
+
+constexpr size_t kMaxIdentityBytes = 4096;  // a user id or a session reference
+constexpr size_t kMaxReasonBytes = 64;
+// Verification::finish's reasons and the verify endpoint's own checks (migration.cc).
+constexpr std::string_view kVerifyReasons[] = {"malformed_pass",
+                                               "store_unavailable",
+                                               "pass_not_live",
+                                               "device_mismatch",
+                                               "no_origin_session",
+                                               "replay",
+                                               "malformed_body",
+                                               "body_too_large",
+                                               "method_not_allowed",
+                                               "unknown_endpoint",
+                                               "verify_without_client_certificate"};
+
+std::optional<std::string> text(const nlohmann::json& answer, const char* name, size_t max) {
+  auto it = answer.find(name);
+  if (it == answer.end() || !it->is_string()) return std::nullopt;
+  const std::string& s = it->get_ref<const std::string&>();
+  if (s.empty() || s.size() > max) return std::nullopt;
+  return s;
+}
+
+}  // namespace
+
+Outcome readOriginAnswer(const OutboundReply& reply) {
+  Outcome v;
+  v.status = reply.status;
+  std::optional<nlohmann::json> answer = parseJsonObject(reply.body, 4);
+  if (reply.status == 0 || !answer) {
+    v.status = 502;
+    v.reason = "origin_unreachable";
+  } else if (reply.status == 200) {
+    v.user = text(*answer, "user", kMaxIdentityBytes).value_or("");
+    v.session_ref = text(*answer, "sid", kMaxIdentityBytes).value_or("");
+    if (v.user.empty()) v.status = 502;
+    v.reason = v.user.empty() ? "origin_unreachable" : "redeemed";
+  } else {
+    std::optional<std::string> error = text(*answer, "error", kMaxReasonBytes);
+    bool known = error && std::find(std::begin(kVerifyReasons), std::end(kVerifyReasons), *error) !=
+                              std::end(kVerifyReasons);
+    v.reason = known ? *error : "refused_by_origin";
+    if (v.status != 400 && v.status != 401 && v.status != 403 && v.status != 409) v.status = 502;
+  }
+  return v;
+}
+
+}  // namespace tessera::plugins::migration

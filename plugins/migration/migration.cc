@@ -513,7 +513,12 @@ void Migration::handlePass() {
   int64_t now_ms =
       std::chrono::duration_cast<std::chrono::milliseconds>(context_.now().time_since_epoch())
           .count();
-  int64_t skew = ts->get<int64_t>() - now_ms;
+  // Far outside any window anyway, and bounded so that the subtraction cannot overflow.
+  constexpr int64_t kMaxTsMs = int64_t{1} << 52;  // about 142,000 years after 1970
+  int64_t sent_ms = ts->is_number_unsigned() && ts->get<uint64_t>() > uint64_t{kMaxTsMs}
+                        ? kMaxTsMs
+                        : std::clamp<int64_t>(ts->get<int64_t>(), -kMaxTsMs, kMaxTsMs);
+  int64_t skew = sent_ms - now_ms;
   if (skew < 0) skew = -skew;
   if (skew >
       std::chrono::duration_cast<std::chrono::milliseconds>(config_.request_window).count()) {

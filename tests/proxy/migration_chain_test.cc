@@ -12,6 +12,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <limits>
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <string>
@@ -127,7 +128,7 @@ log: { access_log: "off", audit_log: "off" }
   }
 
   // One pass request; returns the status of the plugin's reply.
-  int askPass(int64_t ts, const std::string& nonce) {
+  int askPass(const nlohmann::json& ts, const std::string& nonce) {
     std::string body = nlohmann::json{{"ts", ts}, {"nonce", nonce}}.dump();
     MessageHead request;
     request.method = "POST";
@@ -186,6 +187,11 @@ TEST_F(MigrationChainTest, TheTimestampMustBeInsideTheWindow) {
   EXPECT_EQ(askPass(nowMs() - 45'000, "nonce-cccc-1"), 401);
   EXPECT_EQ(askPass(nowMs() + 45'000, "nonce-cccc-2"), 401);
   EXPECT_EQ(askPass(nowMs() - 15'000, "nonce-cccc-3"), 200);
+  // Timestamps at the ends of the integer range are outside the window too: the distance to now
+  // must not overflow into "inside".
+  EXPECT_EQ(askPass(std::numeric_limits<int64_t>::min() + nowMs(), "nonce-cccc-4"), 401);
+  EXPECT_EQ(askPass(std::numeric_limits<int64_t>::max(), "nonce-cccc-5"), 401);
+  EXPECT_EQ(askPass(std::numeric_limits<uint64_t>::max(), "nonce-cccc-6"), 401);
 }
 
 TEST_F(MigrationChainTest, AShortNonceOrAMissingTimestampIsMalformed) {

@@ -53,23 +53,27 @@ std::atomic<uint64_t> next_generation{1};
 struct Failure {
   std::string_view reason;
   std::string_view description;
+  // Forgery or tampering (a bad signature, an algorithm or key the issuer never uses, a claim that
+  // does not decrypt) also goes to the audit log as "jwt_<reason>". A client's own mistakes
+  // (expired, malformed, wrong audience) are only counted: they would drown the events that matter.
+  bool audited = false;
 };
 
 constexpr Failure kTooLarge{"too_large", "token too large"};
 constexpr Failure kMalformed{"malformed", "malformed token"};
-constexpr Failure kAlgNotAllowed{"alg_not_allowed", "algorithm not allowed"};
-constexpr Failure kBadIssuer{"bad_issuer", "unknown issuer"};
-constexpr Failure kUnknownKid{"unknown_kid", "unknown key id"};
+constexpr Failure kAlgNotAllowed{"alg_not_allowed", "algorithm not allowed", true};
+constexpr Failure kBadIssuer{"bad_issuer", "unknown issuer", true};
+constexpr Failure kUnknownKid{"unknown_kid", "unknown key id", true};
 constexpr Failure kNoKey{"no_key", "no key for this algorithm"};
-constexpr Failure kBadSignature{"bad_signature", "bad signature"};
+constexpr Failure kBadSignature{"bad_signature", "bad signature", true};
 constexpr Failure kBadClaims{"bad_claims", "malformed claims"};
 constexpr Failure kExpired{"expired", "token expired"};
 constexpr Failure kNotYetValid{"not_yet_valid", "token not yet valid"};
 constexpr Failure kBadAudience{"bad_audience", "audience not allowed"};
-constexpr Failure kBadEncryptedClaim{"bad_encrypted_claim", "malformed encrypted claim"};
+constexpr Failure kBadEncryptedClaim{"bad_encrypted_claim", "malformed encrypted claim", true};
 constexpr Failure kDecryptAlgNotAllowed{"decrypt_alg_not_allowed",
                                         "claim encryption algorithm not allowed"};
-constexpr Failure kDecryptFailed{"decrypt_failed", "claim cannot be decrypted"};
+constexpr Failure kDecryptFailed{"decrypt_failed", "claim cannot be decrypted", true};
 constexpr Failure kBadHeaderValue{"bad_header_value", "claim not valid in a header"};
 
 // --- Encodings ----------------------------------------------------------------------------------
@@ -589,6 +593,9 @@ Verdict JwtPlugin::noToken() {
 
 Verdict JwtPlugin::reject(const Failure& failure) {
   context_.count(failure.reason);
+  if (failure.audited) {
+    context_.audit(std::string("jwt_").append(failure.reason), {{"reason", failure.description}});
+  }
   std::string challenge = "Bearer error=\"invalid_token\", error_description=\"";
   challenge.append(failure.description).append("\"");
   callbacks_.sendLocalReply(

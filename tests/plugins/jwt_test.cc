@@ -16,6 +16,7 @@
 #include <memory>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -270,6 +271,17 @@ class JwtTest : public ::testing::Test {
     EXPECT_EQ(context_.counts["ok"], 0);
     EXPECT_FALSE(outcome.header("X-User-Id"));
     context_.counts.clear();
+    // Forgery and tampering are audited; a client's own mistakes are only counted.
+    static const std::set<std::string_view> kAudited = {"alg_not_allowed",     "bad_issuer",
+                                                        "unknown_kid",         "bad_signature",
+                                                        "bad_encrypted_claim", "decrypt_failed"};
+    if (kAudited.count(metric) != 0) {
+      ASSERT_EQ(context_.audits.size(), 1u) << metric;
+      EXPECT_EQ(context_.audits[0].event, "jwt_" + std::string(metric));
+    } else {
+      EXPECT_TRUE(context_.audits.empty()) << metric << ": " << context_.audits[0].event;
+    }
+    context_.audits.clear();
   }
 
   void expectPassed(const Outcome& outcome) {

@@ -167,7 +167,17 @@ void SessionBinding::onLookup(cache::Result result) {
 void SessionBinding::onBinding(std::string_view sealed) {
   std::optional<std::string> bound = context_.open(key_, sealed);
   // Tampered with, or sealed under a key this node no longer has: nothing to compare against.
-  if (!bound) return onUnknown("seal_open_failed", "binding record cannot be opened");
+  if (!bound) {
+    // Audited whatever `unknown` says: a record that fails authentication is a security event
+    // (someone wrote to the store) or a lost seal key, and either needs a person.
+    if (config_.unknown == Config::Unknown::kAllow) {
+      context_.audit("session_binding_seal_open_failed",
+                     {{"plugin", state_->name},
+                      {"cookie", cookie_name_},
+                      {"reason", "binding record cannot be opened"}});
+    }
+    return onUnknown("seal_open_failed", "binding record cannot be opened");
+  }
   const std::string& device = fingerprint();
   // Constant time, so response timing tells nothing about how much of a fingerprint matched.
   if (bound->size() == device.size() &&

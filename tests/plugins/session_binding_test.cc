@@ -512,6 +512,23 @@ TEST_F(SessionBindingTest, UnreadableBindingFollowsUnknown) {
   EXPECT_EQ(context_.audits.at(0).fields.at("reason"), "binding record cannot be opened");
 }
 
+// With unknown: allow the request goes on, but a record that fails authentication is still
+// audited: someone wrote to the store, or a seal key went missing.
+TEST_F(SessionBindingTest, AnUnreadableBindingIsAuditedEvenWhenAllowed) {
+  auto f = factory("");  // unknown: allow, the default
+  store_.set(kAbcKey, "sealed|bind:other|ip=10.0.0.1", Seconds(60), Millis(5000),
+             [](cache::Result) {});
+  EXPECT_EQ(withCookie(*f, "SESSIONID=abc").resumes, 1u);
+  EXPECT_EQ(context_.counted("seal_open_failed"), 1);
+  ASSERT_EQ(context_.audits.size(), 1u);
+  EXPECT_EQ(context_.audits[0].event, "session_binding_seal_open_failed");
+  EXPECT_EQ(context_.audits[0].fields.at("cookie"), "SESSIONID");
+  // A binding that was simply never written is not a security event.
+  context_.audits.clear();
+  EXPECT_EQ(withCookie(*f, "SESSIONID=never-set").resumes, 1u);
+  EXPECT_TRUE(context_.audits.empty());
+}
+
 TEST_F(SessionBindingTest, StoreTimeoutFollowsUnknown) {
   store_.mode = ProbeStore::Mode::kStall;
   auto allow = factory("timeout: 1ms\n");

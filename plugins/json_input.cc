@@ -40,4 +40,13 @@ std::optional<nlohmann::json> parseJsonObject(std::string_view text, size_t max_
   return value;
 }
 
+std::optional<std::string> stringMember(const nlohmann::json& object, const char* name,
+                                        size_t max) {
+  auto it = object.find(name);
+  if (it == object.end() || !it->is_string()) return std::nullopt;
+  const std::string& s = it->get_ref<const std::string&>();
+  if (s.empty() || s.size() > max) return std::nullopt;
+  return s;
+}
+
 }  // namespace tessera::plugins

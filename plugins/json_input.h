@@ -8,6 +8,7 @@
 #include <cstddef>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <string>
 #include <string_view>
 
 namespace tessera::plugins {
@@ -19,5 +20,9 @@ bool jsonNestingWithin(std::string_view text, size_t max_depth);
 std::optional<nlohmann::json> parseJson(std::string_view text, size_t max_depth);
 // As parseJson(), and the value must be an object.
 std::optional<nlohmann::json> parseJsonObject(std::string_view text, size_t max_depth);
+
+// The member `name` of `object` when it is a string of 1 to `max` bytes; nullopt when it is absent,
+// of another type (a number, an object: never an exception), empty or longer.
+std::optional<std::string> stringMember(const nlohmann::json& object, const char* name, size_t max);
 
 }  // namespace tessera::plugins

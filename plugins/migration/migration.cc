@@ -93,14 +93,6 @@ std::string permitKey(std::string_view permit_hash) { return "mig:p:" + std::str
 // Endpoint bodies and records are flat objects; anything nested deeper is refused unparsed.
 std::optional<json> parseObject(std::string_view text) { return parseJsonObject(text, 4); }
 
-std::optional<std::string> stringField(const json& j, const char* name, size_t max) {
-  auto it = j.find(name);
-  if (it == j.end() || !it->is_string()) return std::nullopt;
-  const std::string& s = it->get_ref<const std::string&>();
-  if (s.empty() || s.size() > max) return std::nullopt;
-  return s;
-}
-
 // A sealed JSON record the store returned for `key`; nullopt if absent, unreadable or not an
 // object (every one of those is treated as "no record").
 std::optional<json> openRecord(const Context& context, const std::string& key,
@@ -503,7 +495,7 @@ void Migration::refuseRevoked(const json& session) {
 
 void Migration::handlePass() {
   std::optional<json> body = parseObject(body_);
-  std::optional<std::string> nonce = body ? stringField(*body, "nonce", 128) : std::nullopt;
+  std::optional<std::string> nonce = body ? stringMember(*body, "nonce", 128) : std::nullopt;
   auto ts = body ? body->find("ts") : json::iterator();
   if (!body || !nonce || nonce->size() < 8 || ts == body->end() || !ts->is_number_integer()) {
     refuse(400, "malformed_body");
@@ -620,13 +612,14 @@ void Migration::passIssue() {
 // A target in another cluster asks (mutual TLS checked in onRequestHeaders).
 void Migration::handleVerify() {
   std::optional<json> body = parseObject(body_);
-  std::optional<std::string> pass = body ? stringField(*body, "pass", kMaxPassBytes) : std::nullopt;
+  std::optional<std::string> pass =
+      body ? stringMember(*body, "pass", kMaxPassBytes) : std::nullopt;
   if (!pass) {
     refuse(400, "malformed_pass");
     return;
   }
-  std::string redeemer = stringField(*body, "device", 4096).value_or("");
-  std::string ip = stringField(*body, "ip", 64).value_or("");
+  std::string redeemer = stringMember(*body, "device", 4096).value_or("");
+  std::string ip = stringMember(*body, "ip", 64).value_or("");
   verification_ =
       std::make_unique<Verification>(state_, context_, *pass, redeemer, ip, [this](Outcome v) {
         if (v.status != 200) {
@@ -641,7 +634,7 @@ void Migration::handleVerify() {
 // A target in another cluster asks whether the origin session behind a permit is still live.
 void Migration::handleSession() {
   std::optional<json> body = parseObject(body_);
-  std::optional<std::string> sid = body ? stringField(*body, "sid", 128) : std::nullopt;
+  std::optional<std::string> sid = body ? stringMember(*body, "sid", 128) : std::nullopt;
   if (!sid) {
     refuse(400, "malformed_body");
     return;
@@ -803,7 +796,8 @@ void Migration::checkRemoteSession(const std::string& permit_key, const std::str
 
 void Migration::handleRedeem() {
   std::optional<json> body = parseObject(body_);
-  std::optional<std::string> pass = body ? stringField(*body, "pass", kMaxPassBytes) : std::nullopt;
+  std::optional<std::string> pass =
+      body ? stringMember(*body, "pass", kMaxPassBytes) : std::nullopt;
   if (!pass || !PassCodec::peekJti(*pass)) {
     refuse(400, "malformed_pass");
     return;

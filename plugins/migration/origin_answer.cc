@@ -27,14 +27,6 @@ constexpr std::string_view kVerifyReasons[] = {"malformed_pass",
                                                "unknown_endpoint",
                                                "verify_without_client_certificate"};
 
-std::optional<std::string> text(const nlohmann::json& answer, const char* name, size_t max) {
-  auto it = answer.find(name);
-  if (it == answer.end() || !it->is_string()) return std::nullopt;
-  const std::string& s = it->get_ref<const std::string&>();
-  if (s.empty() || s.size() > max) return std::nullopt;
-  return s;
-}
-
 }  // namespace
 
 Outcome readOriginAnswer(const OutboundReply& reply) {
@@ -45,12 +37,12 @@ Outcome readOriginAnswer(const OutboundReply& reply) {
     v.status = 502;
     v.reason = "origin_unreachable";
   } else if (reply.status == 200) {
-    v.user = text(*answer, "user", kMaxIdentityBytes).value_or("");
-    v.session_ref = text(*answer, "sid", kMaxIdentityBytes).value_or("");
+    v.user = stringMember(*answer, "user", kMaxIdentityBytes).value_or("");
+    v.session_ref = stringMember(*answer, "sid", kMaxIdentityBytes).value_or("");
     if (v.user.empty()) v.status = 502;
     v.reason = v.user.empty() ? "origin_unreachable" : "redeemed";
   } else {
-    std::optional<std::string> error = text(*answer, "error", kMaxReasonBytes);
+    std::optional<std::string> error = stringMember(*answer, "error", kMaxReasonBytes);
     bool known = error && std::find(std::begin(kVerifyReasons), std::end(kVerifyReasons), *error) !=
                               std::end(kVerifyReasons);
     v.reason = known ? *error : "refused_by_origin";

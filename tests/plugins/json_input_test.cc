@@ -1,9 +1,11 @@
-// plugins/json_input.h: outside JSON, parsed without exceptions and with its nesting bounded.
+// plugins/json_input.h: outside JSON, parsed without exceptions and with its nesting bounded, and
+// its string members read without exceptions.
 
 #include "plugins/json_input.h"
 
 #include <gtest/gtest.h>
 
+#include <optional>
 #include <string>
 
 namespace tessera::plugins {
@@ -32,6 +34,17 @@ TEST(JsonInputTest, AnObjectIsRequiredWhereOneIsAsked) {
     EXPECT_TRUE(parseJson(other, 2)) << other;
     EXPECT_FALSE(parseJsonObject(other, 2)) << other;
   }
+}
+
+TEST(JsonInputTest, AStringMemberIsAStringOfBoundedSize) {
+  nlohmann::json object = nlohmann::json::parse(
+      R"({"user":"ivan","n":42,"o":{"a":"b"},"l":["x"],"z":null,"e":"","long":"abcdef"})");
+  EXPECT_EQ(stringMember(object, "user", 16), "ivan");
+  for (const char* name : {"n", "o", "l", "z", "e", "absent"}) {
+    EXPECT_EQ(stringMember(object, name, 16), std::nullopt) << name;
+  }
+  EXPECT_EQ(stringMember(object, "long", 6), "abcdef");
+  EXPECT_EQ(stringMember(object, "long", 5), std::nullopt);
 }
 
 }  // namespace

@@ -84,6 +84,12 @@ std::string hashed(const State& state, std::string_view value) {
   return cookies::sha256Hex(state.sha256.get(), value).value_or("");
 }
 
+// The reference of a session cookie's value, in its decoded form: a percent-encoded spelling of a
+// revoked session is the same session (cookies::sessionCookieValue).
+std::string sessionRefOf(const State& state, std::string_view cookie_value) {
+  return hashed(state, cookies::sessionCookieValue(cookie_value));
+}
+
 std::string sessionKey(std::string_view sid) { return "mig:s:" + std::string(sid); }
 std::string livePassKey(std::string_view sid) { return "mig:i:" + std::string(sid); }
 std::string usedKey(std::string_view jti) { return "mig:u:" + std::string(jti); }
@@ -466,7 +472,7 @@ plugins::Verdict Migration::originRequest(Request& request) {
   std::optional<std::string_view> cookie =
       cookies::findCookie(request.headers("Cookie"), config_.session_cookie);
   if (!cookie) return plugins::Verdict::kContinue;
-  session_ref_ = hashed(*state_, *cookie);
+  session_ref_ = sessionRefOf(*state_, *cookie);
   std::string key = sessionKey(session_ref_);
   pending_ = context_.store().get(key, config_.timeout, tracked([this, key](cache::Result r) {
                                     std::optional<json> session = openRecord(context_, key, r);
@@ -523,7 +529,7 @@ void Migration::handlePass() {
     refuse(401, "no_origin_session");
     return;
   }
-  session_ref_ = hashed(*state_, *cookie);
+  session_ref_ = sessionRefOf(*state_, *cookie);
   std::string key = sessionKey(session_ref_);
   pending_ = context_.store().get(key, config_.timeout, tracked([this, key](cache::Result r) {
                                     passSession(key, std::move(r));
@@ -689,7 +695,7 @@ plugins::Verdict Migration::onResponseHeaders(Response& response) {
       return plugins::Verdict::kStop;
     }
     if (user_id.empty()) return plugins::Verdict::kContinue;  // not a login tessera can use
-    std::string key = sessionKey(hashed(*state_, cookie->value));
+    std::string key = sessionKey(sessionRefOf(*state_, cookie->value));
     // Where the browser files the cookie, so that a revocation can make it drop the cookie.
     json fields{{"u", user_id}, {"d", device()}, {"r", 0}};
     fields["cp"] = std::string(cookies::cookiePath(*cookie, default_cookie_path_));

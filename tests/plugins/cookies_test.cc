@@ -82,5 +82,20 @@ TEST(CookiesTest, AnExpiredSetCookieIsSecureWhereBrowsersRequireIt) {
   EXPECT_TRUE(c->partitioned);
 }
 
+TEST(CookiesTest, ASessionCookieIsKeyedOnItsPercentDecodedForm) {
+  EXPECT_EQ(sessionCookieValue("abc"), "abc");
+  EXPECT_EQ(sessionCookieValue("%61bc"), "abc");
+  EXPECT_EQ(sessionCookieValue("%61%62%63"), "abc");
+  EXPECT_EQ(sessionCookieValue("s%3Aabc.sig"), "s:abc.sig");  // Express's signed session
+  EXPECT_EQ(sessionCookieValue("s%3aabc"), "s:abc");          // either case of hex digit
+  // Kept as they are: '+', and a '%' without two hex digits after it.
+  EXPECT_EQ(sessionCookieValue("a+b"), "a+b");
+  EXPECT_EQ(sessionCookieValue("100%"), "100%");
+  EXPECT_EQ(sessionCookieValue("%6"), "%6");
+  EXPECT_EQ(sessionCookieValue("%zz%4"), "%zz%4");
+  EXPECT_EQ(sessionCookieValue("%2541"), "%41");  // one pass: decoded once, as backends do
+  EXPECT_EQ(sessionCookieValue(""), "");
+}
+
 }  // namespace
 }  // namespace tessera::plugins::cookies

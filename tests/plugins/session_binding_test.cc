@@ -425,6 +425,18 @@ TEST_F(SessionBindingTest, SameDevicePasses) {
   EXPECT_TRUE(context_.audits.empty());
 }
 
+// Backends that percent-decode cookie values read "%61bc" as the session "abc": so does the
+// binding, and a stolen session does not get through under another spelling.
+TEST_F(SessionBindingTest, APercentEncodedSpellingIsTheSameBinding) {
+  auto f = factory();
+  login(*f, "SESSIONID=abc");
+  EXPECT_EQ(withCookie(*f, "SESSIONID=%61b%63").resumes, 1u);  // the owner, spelled otherwise
+  context_.ip = "10.0.0.2";
+  EXPECT_TRUE(withCookie(*f, "SESSIONID=%61bc").forbidden());
+  EXPECT_EQ(context_.counted("mismatch"), 1);
+  EXPECT_EQ(context_.counted("unknown"), 0);
+}
+
 TEST_F(SessionBindingTest, OtherDeviceIsRefusedAndAudited) {
   auto f = factory();
   login(*f, "SESSIONID=abc");

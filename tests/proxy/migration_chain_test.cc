@@ -128,13 +128,14 @@ log: { access_log: "off", audit_log: "off" }
   }
 
   // One pass request; returns the status of the plugin's reply.
-  int askPass(const nlohmann::json& ts, const std::string& nonce) {
+  int askPass(const nlohmann::json& ts, const std::string& nonce,
+              const std::string& cookie = "SESSIONID=s1") {
     std::string body = nlohmann::json{{"ts", ts}, {"nonce", nonce}}.dump();
     MessageHead request;
     request.method = "POST";
     request.url = "/_tessera/migration/pass";
     request.headers.add("Host", "origin.test");
-    request.headers.add("Cookie", "SESSIONID=s1");
+    request.headers.add("Cookie", cookie);
     request.headers.add("Content-Length", std::to_string(body.size()));
     request.content_length = body.size();  // as the parser frames it
     PluginChain& chain = newChain();
@@ -173,6 +174,14 @@ TEST_F(MigrationChainTest, APassIsIssuedOnceForANonce) {
   nlohmann::json reply = nlohmann::json::parse(owner_.replies.back().body);
   EXPECT_EQ(reply.value("expires_in", 0), 60);
   EXPECT_FALSE(reply.value("pass", "").empty());
+}
+
+// The session cookie is keyed in its percent-decoded form, as backends that decode it read it:
+// "%731" is the session "s1", so a revocation cannot be stepped around by spelling.
+TEST_F(MigrationChainTest, APercentEncodedSessionCookieIsTheSameSession) {
+  login();
+  // Found under the session the login recorded (an unknown session would be 401).
+  EXPECT_EQ(askPass(nowMs(), "nonce-ffff-1", "SESSIONID=%731"), 200);
 }
 
 TEST_F(MigrationChainTest, ANonceUsedTwiceIsAReplay) {

@@ -37,23 +37,6 @@ std::string formatIp(const IpAddress& ip) {
   return text;
 }
 
-bool matchesEntry(const BlockEntry& entry, const IpAddress* ip, std::string_view device,
-                  std::string_view user) {
-  switch (entry.kind) {
-    case BlockEntry::Kind::kIp:
-    case BlockEntry::Kind::kCidr: {
-      if (ip == nullptr) return false;
-      std::optional<Cidr> network = parseCidr(entry.value);
-      return network && network->contains(*ip);
-    }
-    case BlockEntry::Kind::kDevice:
-      return !device.empty() && entry.value == device;
-    case BlockEntry::Kind::kUser:
-      return !user.empty() && entry.value == user;
-  }
-  return false;
-}
-
 }  // namespace
 
 std::optional<BlockEntry::Kind> parseKind(std::string_view text) {
@@ -186,31 +169,29 @@ void Blocklist::index() {
   devices_.clear();
   users_.clear();
   networks_.clear();
-  next_expiry_ = 0;
   for (const BlockEntry& e : entries_) {
-    if (e.expires != 0 && (next_expiry_ == 0 || e.expires < next_expiry_)) next_expiry_ = e.expires;
-    if (e.kind == BlockEntry::Kind::kDevice) devices_.insert(e.value);
-    if (e.kind == BlockEntry::Kind::kUser) users_.insert(e.value);
+    if (e.kind == BlockEntry::Kind::kDevice) devices_.emplace(e.value, e.expires);
+    if (e.kind == BlockEntry::Kind::kUser) users_.emplace(e.value, e.expires);
     if (e.kind == BlockEntry::Kind::kIp || e.kind == BlockEntry::Kind::kCidr) {
-      if (std::optional<Cidr> network = parseCidr(e.value)) networks_.push_back(*network);
+      if (std::optional<Cidr> network = parseCidr(e.value))
+        networks_.emplace_back(*network, e.expires);
     }
   }
 }
 
 bool Blocklist::blocks(const IpAddress* ip, std::string_view device, std::string_view user,
                        int64_t now) const {
-  if (entries_.empty()) return false;
-  if (next_expiry_ != 0 && now >= next_expiry_) {
-    // Some entry has expired since the document was read: the indexes would still hold it.
-    return std::any_of(entries_.begin(), entries_.end(), [&](const BlockEntry& e) {
-      return (e.expires == 0 || now < e.expires) && matchesEntry(e, ip, device, user);
-    });
-  }
-  if (!device.empty() && devices_.contains(std::string(device))) return true;
-  if (!user.empty() && users_.contains(std::string(user))) return true;
+  auto live = [now](int64_t expires) { return expires == 0 || now < expires; };
+  auto listed = [&](const std::unordered_map<std::string, int64_t>& values, std::string_view v) {
+    if (v.empty()) return false;
+    auto it = values.find(std::string(v));
+    return it != values.end() && live(it->second);
+  };
+  if (listed(devices_, device) || listed(users_, user)) return true;
   if (ip == nullptr) return false;
-  return std::any_of(networks_.begin(), networks_.end(),
-                     [&](const Cidr& network) { return network.contains(*ip); });
+  return std::any_of(networks_.begin(), networks_.end(), [&](const auto& network) {
+    return live(network.second) && network.first.contains(*ip);
+  });
 }
 
 }  // namespace tessera::plugins::guard

@@ -23,7 +23,8 @@
 #include <optional>
 #include <string>
 #include <string_view>
-#include <unordered_set>
+#include <unordered_map>
+#include <utility>
 #include <vector>
 
 #include "plugins/guard/guard_config.h"
@@ -74,11 +75,12 @@ class Blocklist {
   void index();
 
   std::vector<BlockEntry> entries_;
-  // For matching: exact values, and the networks (single addresses are /32 or /128 networks).
-  std::unordered_set<std::string> devices_;
-  std::unordered_set<std::string> users_;
-  std::vector<Cidr> networks_;
-  int64_t next_expiry_ = 0;  // the earliest `expires` of any entry; 0: none expires
+  // For matching, each with its entry's `expires` (0: never), so that an entry that has expired
+  // since the document was read stops matching without a scan of the entries: exact values, and
+  // the networks (single addresses are /32 or /128 networks), parsed once here.
+  std::unordered_map<std::string, int64_t> devices_;
+  std::unordered_map<std::string, int64_t> users_;
+  std::vector<std::pair<Cidr, int64_t>> networks_;
 };
 
 }  // namespace tessera::plugins::guard

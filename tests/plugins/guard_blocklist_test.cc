@@ -384,6 +384,14 @@ TEST(GuardBlocklistTest, ExpiryHonouredBeforePrune) {
   EXPECT_TRUE(single.blocks(nullptr, "", "mallory", kNow));
   EXPECT_FALSE(single.blocks(nullptr, "", "mallory", kNow + 1));
 
+  // Each network keeps its own expiry: an expired address inside a live network still matches
+  // through the network, and stops matching once that expires too.
+  Blocklist nested =
+      listOf({entry("ip", "192.0.2.7", kNow + 5), entry("cidr", "192.0.2.0/24", kNow + 30)});
+  EXPECT_TRUE(blocksIp(nested, "192.0.2.7", kNow + 10));
+  EXPECT_TRUE(blocksIp(nested, "192.0.2.8", kNow + 10));
+  EXPECT_FALSE(blocksIp(nested, "192.0.2.7", kNow + 30));
+
   // Also after a parse: the expiry travels with the document.
   std::optional<Blocklist> back = Blocklist::parse(list.serialize());
   ASSERT_TRUE(back.has_value());

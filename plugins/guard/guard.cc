@@ -134,7 +134,10 @@ std::string normalizedPath(std::string_view target) {
 struct BlocklistView {
   std::optional<Blocklist> list;
   std::chrono::system_clock::time_point read_at{};  // when the read that gave `list` started
-  bool reading = false;                             // a background read is under way
+  // The sealed document `list` was parsed from: a read that brings back the same bytes (most of
+  // them, every kBlocklistRefresh) is not opened and parsed again.
+  std::string sealed;
+  bool reading = false;  // a background read is under way
   // What a background read brought back, for the next request to open (it has a Context).
   std::optional<cache::Result> arrived;
   std::chrono::system_clock::time_point arrived_started{};
@@ -437,11 +440,14 @@ void Guard::applyBlocklist(cache::Result r, std::chrono::system_clock::time_poin
   view.read_at = started;
   if (r.status == cache::Status::kNotFound) {
     view.list = Blocklist();
+    view.sealed.clear();
   } else if (r.status == cache::Status::kOk) {
+    if (view.list && r.value == view.sealed) return;  // unchanged: the parsed copy stands
     std::optional<std::string> text = context_.open(kBlocklistKey, r.value);
     std::optional<Blocklist> list = text ? Blocklist::parse(*text) : std::nullopt;
     if (list) {
       view.list = std::move(list);
+      view.sealed = std::move(r.value);
     } else {
       context_.count("blocklist_unreadable");
     }

@@ -223,8 +223,28 @@ BlocklistView& workerBlocklist(const std::shared_ptr<const State>& state) {
   return workerState(state).blocklist;
 }
 
+// Bytes wiped (OPENSSL_cleanse) by every copy of the holder when it goes: K and the key record on
+// their way through the agreement's store callbacks. cache::Callback is a std::function, which
+// may copy the lambda that holds them, and a callback dropped unrun (the client went away) is
+// destroyed, never run: neither may leave K in freed memory.
+class WipedBytes {
+ public:
+  explicit WipedBytes(std::string bytes) : bytes_(std::move(bytes)) {}
+  WipedBytes(const WipedBytes& other) : bytes_(other.bytes_) {}
+  // Copies, then wipes the source: a moved-from short string would keep its bytes in place.
+  WipedBytes(WipedBytes&& other) : bytes_(other.bytes_) { other.wipe(); }
+  WipedBytes& operator=(const WipedBytes&) = delete;
+  WipedBytes& operator=(WipedBytes&&) = delete;
+  ~WipedBytes() { wipe(); }
+  const std::string& bytes() const { return bytes_; }
+
+ private:
+  void wipe() { OPENSSL_cleanse(bytes_.data(), bytes_.size()); }
+  std::string bytes_;
+};
+
 // The keys of a session record as stored (sealed JSON {"keys": [{"id", "k"}]}, opened).
-SessionKeys parseSessionKeys(const std::optional<std::string>& text) {
+SessionKeys parseSessionKeys(std::optional<std::string_view> text) {  // a view: no copy of K
   SessionKeys out;
   Json record = text ? parseJsonObject(*text, kMaxJsonDepth).value_or(Json()) : Json();
   auto keys = record.is_object() ? record.find("keys") : record.end();
@@ -295,7 +315,7 @@ class Guard : public Plugin {
   SessionKeys::const_iterator findKey(const SessionKeys& keys) const;
   void onNonce(cache::Result r);
   void handleKeys();
-  void storeKey(cache::Result r, const std::string& random_id, Json server, std::string key);
+  void storeKey(cache::Result r, const std::string& random_id, Json server, WipedBytes key);
   void removeKeys(const std::string& new_ref, cache::Seconds ttl);
   void forgetKeyCopies();
 
@@ -734,12 +754,13 @@ void Guard::handleKeys() {
   std::string random_id = state_->crypto->randomToken(16);
   Json server = {{"kty", "EC"}, {"crv", "P-256"}, {"x", agreed->server_x}, {"y", agreed->server_y}};
   // The key lives as long as the session: its login, if it passed through this plugin, left
-  // the cookie's expiry (onResponseHeaders); otherwise key_lifetime. The key is moved from
-  // callback to callback, never copied, and storeKey() wipes it.
+  // the cookie's expiry (onResponseHeaders); otherwise key_lifetime. The key goes from callback
+  // to callback in a WipedBytes, so that no copy outlives its callback unwiped.
   std::string life_key = lifetimeKey(session_ref_);
   pending_ = context_.store().get(
       life_key, config_.timeout,
-      tracked([this, life_key, random_id = std::move(random_id), key = std::move(agreed->key),
+      tracked([this, life_key, random_id = std::move(random_id),
+               key = WipedBytes(std::move(agreed->key)),
                server = std::move(server)](cache::Result r) mutable {
         key_ttl_ = config_.key_lifetime;
         std::optional<std::string> expiry =
@@ -761,9 +782,8 @@ void Guard::handleKeys() {
       }));
 }
 
-void Guard::storeKey(cache::Result r, const std::string& random_id, Json server, std::string key) {
+void Guard::storeKey(cache::Result r, const std::string& random_id, Json server, WipedBytes key) {
   if (r.status != cache::Status::kOk) {
-    OPENSSL_cleanse(key.data(), key.size());
     refuse(502, "store_unavailable");
     return;
   }
@@ -771,10 +791,16 @@ void Guard::storeKey(cache::Result r, const std::string& random_id, Json server,
   size_t slot = static_cast<size_t>((agreed == 0 ? 0 : agreed - 1) % kKeysPerSession);
   std::string keyid = std::to_string(slot) + random_id;
   std::string where = keysKey(slot);
-  Json entry = {{"id", keyid}, {"k", base64Encode(key)}};
-  OPENSSL_cleanse(key.data(), key.size());
-  std::string plain = Json{{"keys", Json::array({std::move(entry)})}}.dump();
-  std::string sealed = context_.seal(where, plain);
+  // Built member by member: an initializer list would copy the encoded K into temporaries that
+  // nothing wipes. The one copy in `record` is wiped once dumped.
+  Json record = Json::object();
+  Json& entry = record["keys"].emplace_back(Json::object());
+  entry["id"] = keyid;
+  entry["k"] = base64Encode(key.bytes());
+  WipedBytes plain(record.dump());
+  std::string& encoded = entry["k"].get_ref<std::string&>();
+  OPENSSL_cleanse(encoded.data(), encoded.size());
+  std::string sealed = context_.seal(where, plain.bytes());
   workerState(state_).keys.erase(where);
   body_ = Json{{"jwk", std::move(server)},
                {"keyid", keyid},
@@ -782,19 +808,17 @@ void Guard::storeKey(cache::Result r, const std::string& random_id, Json server,
                {"cookie", config_.session_cookie}}
               .dump() +
           "\n";
-  pending_ = context_.store().set(
-      where, sealed, key_ttl_, config_.timeout,
-      tracked([this, where, plain = std::move(plain)](cache::Result r) mutable {
-        if (r.status != cache::Status::kOk) {
-          plain.assign(plain.size(), '\0');
-          refuse(502, "store_unavailable");
-          return;
-        }
-        workerState(state_).keys.put(where, parseSessionKeys(plain), context_.now());
-        plain.assign(plain.size(), '\0');
-        context_.count("key_agreed");
-        reply(200, "application/json", std::move(body_));
-      }));
+  pending_ = context_.store().set(where, sealed, key_ttl_, config_.timeout,
+                                  tracked([this, where, plain = std::move(plain)](cache::Result r) {
+                                    if (r.status != cache::Status::kOk) {
+                                      refuse(502, "store_unavailable");
+                                      return;
+                                    }
+                                    workerState(state_).keys.put(
+                                        where, parseSessionKeys(plain.bytes()), context_.now());
+                                    context_.count("key_agreed");
+                                    reply(200, "application/json", std::move(body_));
+                                  }));
 }
 
 // ---- Logout ------------------------------------------------------------------------------------

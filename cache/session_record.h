@@ -27,7 +27,9 @@ struct SessionRecord {
 
   SessionRecord() = default;
   SessionRecord(const SessionRecord&) = default;
-  SessionRecord(SessionRecord&&) noexcept = default;  // takes the DER's buffer: nothing to wipe
+  // A DER is far longer than a string's inline buffer, so a move takes its heap buffer and leaves
+  // nothing behind to wipe.
+  SessionRecord(SessionRecord&&) noexcept = default;
   SessionRecord& operator=(const SessionRecord& other);
   SessionRecord& operator=(SessionRecord&& other) noexcept;
   ~SessionRecord();

@@ -4,6 +4,8 @@
 
 #include <algorithm>
 
+#include "plugins/encoding.h"
+
 namespace tessera::plugins::cookies {
 namespace {
 
@@ -246,30 +248,6 @@ std::optional<std::string_view> findCookie(const std::vector<std::string_view>& 
   return std::nullopt;
 }
 
-// Hand-written: libevent's evhttp_uridecode() decodes the same way, but plugins do not link
-// libevent (they see the proxy only through plugin.h), and it wants a NUL-terminated copy.
-std::string sessionCookieValue(std::string_view value) {
-  auto hex = [](char c) -> int {
-    if (c >= '0' && c <= '9') return c - '0';
-    if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-    if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-    return -1;
-  };
-  std::string out;
-  out.reserve(value.size());
-  for (size_t i = 0; i < value.size(); ++i) {
-    int high = value[i] == '%' && i + 2 < value.size() ? hex(value[i + 1]) : -1;
-    int low = high >= 0 ? hex(value[i + 2]) : -1;
-    if (low >= 0) {
-      out.push_back(static_cast<char>(high * 16 + low));
-      i += 2;
-    } else {
-      out.push_back(value[i]);
-    }
-  }
-  return out;
-}
-
 std::optional<std::string> sha256Hex(const EVP_MD* sha256, std::string_view value) {
   unsigned char digest[EVP_MAX_MD_SIZE];
   unsigned int size = 0;
@@ -285,6 +263,11 @@ std::optional<std::string> sha256Hex(const EVP_MD* sha256, std::string_view valu
     hex.push_back(kHex[digest[i] & 0x0f]);
   }
   return hex;
+}
+
+std::optional<std::string> sessionCookieSha256Hex(const EVP_MD* sha256, std::string_view value) {
+  if (value.find('%') == std::string_view::npos) return sha256Hex(sha256, value);
+  return sha256Hex(sha256, percentDecode(value));
 }
 
 }  // namespace tessera::plugins::cookies

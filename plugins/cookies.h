@@ -73,12 +73,12 @@ std::string expiredSetCookie(std::string_view name, std::string_view path, std::
 // Lower-case hex of SHA-256(value), or nullopt if OpenSSL fails (its error queue is cleared).
 std::optional<std::string> sha256Hex(const EVP_MD* sha256, std::string_view value);
 
-// A session cookie's value in the form that records are keyed on: every "%XX" (two hex digits)
-// decoded, any other byte ('+' and a '%' without two hex digits included) kept. PHP, Rack and
-// Node's cookie package percent-decode cookie values before the app sees them, so to such a
-// backend "%61bc" is the session "abc"; keyed on the raw bytes, a bound or revoked session would
-// come through under another spelling. A backend that does not decode loses nothing: two random
-// session ids are never each other's percent-encoding.
-std::string sessionCookieValue(std::string_view value);
+// sha256Hex() of a session cookie's value as the backend reads it, for keying records on it: PHP,
+// Rack and Node's cookie package percent-decode cookie values (percentDecode(), encoding.h), so
+// to such a backend "%61bc" is the session "abc"; keyed on the raw bytes, a bound or revoked
+// session would come through under another spelling. A backend that does not decode loses
+// nothing: two random session ids are never each other's percent-encoding. A value without '%'
+// is hashed as it is, with no copy.
+std::optional<std::string> sessionCookieSha256Hex(const EVP_MD* sha256, std::string_view value);
 
 }  // namespace tessera::plugins::cookies

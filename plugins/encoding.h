@@ -36,4 +36,11 @@ std::optional<std::string> base64Decode(std::string_view text);
 // Lower-case hex.
 std::string hexEncode(std::string_view bytes);
 
+// Percent-decoding as backends do it for paths and cookie values: every "%XX" (two hex digits,
+// either case) decoded, in one pass; every other byte, '+' and a '%' without two hex digits after
+// it included, kept as it is. Hand-written: libevent's evhttp_uridecode() decodes the same way,
+// but plugins do not link libevent (they see the proxy only through plugin.h), and it wants a
+// NUL-terminated copy.
+std::string percentDecode(std::string_view text);
+
 }  // namespace tessera::plugins

@@ -64,13 +64,6 @@ bool isToken68(std::string_view text, size_t max) {
   });
 }
 
-int hexValue(char c) {
-  if (c >= '0' && c <= '9') return c - '0';
-  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
-  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
-  return -1;
-}
-
 // "/path?query" of a request target; an absolute-form one ("https://host/path?query"), which the
 // proxy forwards in origin form, without its scheme and authority.
 std::string_view originForm(std::string_view target) {
@@ -93,19 +86,7 @@ std::string stringMember(const Json& object, const char* name) {
 // A protect prefix is compared with this, so that /api/%6frders or /x/../api//orders are not a way
 // around it.
 std::string normalizedPath(std::string_view target) {
-  std::string_view raw = target.substr(0, target.find_first_of("?#"));
-  std::string decoded;
-  decoded.reserve(raw.size());
-  for (size_t i = 0; i < raw.size(); ++i) {
-    int hi = 0, lo = 0;
-    if (raw[i] == '%' && i + 2 < raw.size() + 0 && (hi = hexValue(raw[i + 1])) >= 0 &&
-        (lo = hexValue(raw[i + 2])) >= 0) {
-      decoded.push_back(static_cast<char>(hi * 16 + lo));
-      i += 2;
-    } else {
-      decoded.push_back(raw[i]);
-    }
-  }
+  std::string decoded = percentDecode(target.substr(0, target.find_first_of("?#")));
   // Some servers take a backslash for a slash, and drop ";parameters" from a segment.
   std::replace(decoded.begin(), decoded.end(), '\\', '/');
   std::vector<std::string_view> segments;

@@ -85,9 +85,9 @@ std::string hashed(const State& state, std::string_view value) {
 }
 
 // The reference of a session cookie's value, in its decoded form: a percent-encoded spelling of a
-// revoked session is the same session (cookies::sessionCookieValue).
+// revoked session is the same session (cookies::sessionCookieSha256Hex).
 std::string sessionRefOf(const State& state, std::string_view cookie_value) {
-  return hashed(state, cookies::sessionCookieValue(cookie_value));
+  return cookies::sessionCookieSha256Hex(state.sha256.get(), cookie_value).value_or("");
 }
 
 std::string sessionKey(std::string_view sid) { return "mig:s:" + std::string(sid); }

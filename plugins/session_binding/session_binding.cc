@@ -47,9 +47,9 @@ struct FactoryState {
 
 // "bind:" + lower-case hex of SHA-256(value): the store never sees a session cookie. The value is
 // taken in its decoded form, so that a percent-encoded spelling of a bound session is the same
-// binding (cookies::sessionCookieValue).
+// binding (cookies::sessionCookieSha256Hex).
 std::optional<std::string> bindingKey(const EVP_MD* sha256, std::string_view value) {
-  std::optional<std::string> hex = cookies::sha256Hex(sha256, cookies::sessionCookieValue(value));
+  std::optional<std::string> hex = cookies::sessionCookieSha256Hex(sha256, value);
   if (!hex) return std::nullopt;
   return std::string(kKeyPrefix) + *hex;
 }

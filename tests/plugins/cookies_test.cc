@@ -1,9 +1,16 @@
-// Cookie syntax shared by the plugins: Set-Cookie attributes, where a browser files a cookie, and
-// the line that makes it drop one.
+// Cookie syntax shared by the plugins: Set-Cookie attributes, where a browser files a cookie, the
+// line that makes it drop one, and the percent-decoded form session cookies are keyed on.
 
 #include "plugins/cookies.h"
 
 #include <gtest/gtest.h>
+#include <openssl/evp.h>
+
+#include <memory>
+#include <optional>
+#include <string>
+
+#include "plugins/encoding.h"
 
 namespace tessera::plugins::cookies {
 namespace {
@@ -82,19 +89,31 @@ TEST(CookiesTest, AnExpiredSetCookieIsSecureWhereBrowsersRequireIt) {
   EXPECT_TRUE(c->partitioned);
 }
 
-TEST(CookiesTest, ASessionCookieIsKeyedOnItsPercentDecodedForm) {
-  EXPECT_EQ(sessionCookieValue("abc"), "abc");
-  EXPECT_EQ(sessionCookieValue("%61bc"), "abc");
-  EXPECT_EQ(sessionCookieValue("%61%62%63"), "abc");
-  EXPECT_EQ(sessionCookieValue("s%3Aabc.sig"), "s:abc.sig");  // Express's signed session
-  EXPECT_EQ(sessionCookieValue("s%3aabc"), "s:abc");          // either case of hex digit
+TEST(CookiesTest, PercentDecodingIsOnePassOverTwoHexDigitEscapes) {
+  EXPECT_EQ(percentDecode("abc"), "abc");
+  EXPECT_EQ(percentDecode("%61bc"), "abc");
+  EXPECT_EQ(percentDecode("%61%62%63"), "abc");
+  EXPECT_EQ(percentDecode("s%3Aabc.sig"), "s:abc.sig");  // Express's signed session
+  EXPECT_EQ(percentDecode("s%3aabc"), "s:abc");          // either case of hex digit
   // Kept as they are: '+', and a '%' without two hex digits after it.
-  EXPECT_EQ(sessionCookieValue("a+b"), "a+b");
-  EXPECT_EQ(sessionCookieValue("100%"), "100%");
-  EXPECT_EQ(sessionCookieValue("%6"), "%6");
-  EXPECT_EQ(sessionCookieValue("%zz%4"), "%zz%4");
-  EXPECT_EQ(sessionCookieValue("%2541"), "%41");  // one pass: decoded once, as backends do
-  EXPECT_EQ(sessionCookieValue(""), "");
+  EXPECT_EQ(percentDecode("a+b"), "a+b");
+  EXPECT_EQ(percentDecode("100%"), "100%");
+  EXPECT_EQ(percentDecode("%6"), "%6");
+  EXPECT_EQ(percentDecode("%zz%4"), "%zz%4");
+  EXPECT_EQ(percentDecode("%2541"), "%41");  // one pass: decoded once, as backends do
+  EXPECT_EQ(percentDecode(""), "");
+}
+
+TEST(CookiesTest, ASessionCookieIsKeyedOnItsPercentDecodedForm) {
+  std::unique_ptr<EVP_MD, decltype(&EVP_MD_free)> sha256(EVP_MD_fetch(nullptr, "SHA256", nullptr),
+                                                         &EVP_MD_free);
+  ASSERT_TRUE(sha256);
+  std::optional<std::string> plain = sessionCookieSha256Hex(sha256.get(), "abc");
+  ASSERT_TRUE(plain.has_value());
+  EXPECT_EQ(plain, sha256Hex(sha256.get(), "abc"));  // no '%': the value as it is
+  EXPECT_EQ(sessionCookieSha256Hex(sha256.get(), "%61bc"), plain);
+  EXPECT_EQ(sessionCookieSha256Hex(sha256.get(), "%61%62%63"), plain);
+  EXPECT_NE(sessionCookieSha256Hex(sha256.get(), "%2561bc"), plain);  // decoded once only
 }
 
 }  // namespace

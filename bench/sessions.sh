@@ -427,18 +427,14 @@ measure() {
     note+="; memcached sets=$((s1 - s0)) get hits=$((h1 - h0)) misses=$((x1 - x0))"
     note+=", CPU µs/hs server $(per_handshake "$srv" "$handshakes")"
     note+=" + memcached $(per_handshake "$mc" "$handshakes")"
-    note+=" (its LRU maintainer thread $(per_handshake "$(ticks_between "$TMP/mc-cpu0.txt" \
-      "$TMP/mc-cpu1.txt" '^mc-lrumaint$')" "$handshakes"))"
+    note+=" (its LRU maintainer thread $(thread_us mc '^mc-lrumaint$' "$handshakes"))"
   fi
   if [[ "$name" == memory || "$name" == ring* ]]; then
     # Where tessera's own CPU goes: the workers (TLS, HTTP, sealing, the session callbacks) and
     # the store's I/O threads (the memcached calls: mostly the kernel's loopback TCP).
-    note+="; tessera CPU µs/hs by thread: workers $(per_handshake "$(ticks_between \
-      "$TMP/srv-cpu0.txt" "$TMP/srv-cpu1.txt" '^tessera:w')" "$handshakes")"
-    note+=", store I/O $(per_handshake "$(ticks_between "$TMP/srv-cpu0.txt" \
-      "$TMP/srv-cpu1.txt" '^tessera:io$')" "$handshakes")"
-    note+=", other $(per_handshake "$(ticks_between "$TMP/srv-cpu0.txt" "$TMP/srv-cpu1.txt" \
-      '^(tessera|tessera:log)$')" "$handshakes")"
+    note+="; tessera CPU µs/hs by thread: workers $(thread_us srv '^tessera:w' "$handshakes")"
+    note+=", store I/O $(thread_us srv '^tessera:io$' "$handshakes")"
+    note+=", other $(thread_us srv '^(tessera|tessera:log)$' "$handshakes")"
   fi
   RESULT_CPU["$key"]=$(per_handshake $((srv + mc)) "$handshakes")
   if ((${#ADMIN_PORTS[@]} > 0)); then
@@ -446,6 +442,12 @@ measure() {
     note+="; tessera (all nodes): $(metrics_note "$TMP/before.txt" "$TMP/after.txt")"
   fi
   [[ -z "$note" ]] || NOTES+=("- ${LABEL[$name]}, TLS $tls, $mode: ${note#; }")
+}
+
+# thread_us WHICH REGEX HANDSHAKES: microseconds of CPU per handshake that the threads named like
+# REGEX spent during measure()'s load run; WHICH is srv (the servers) or mc (memcached).
+thread_us() {
+  per_handshake "$(ticks_between "$TMP/$1-cpu0.txt" "$TMP/$1-cpu1.txt" "$2")" "$3"
 }
 
 # per_handshake TICKS HANDSHAKES: microseconds of CPU per handshake ("" if none completed).

@@ -182,9 +182,9 @@ void Blocklist::index() {
 bool Blocklist::blocks(const IpAddress* ip, std::string_view device, std::string_view user,
                        int64_t now) const {
   auto live = [now](int64_t expires) { return expires == 0 || now < expires; };
-  auto listed = [&](const std::unordered_map<std::string, int64_t>& values, std::string_view v) {
+  auto listed = [&](const Values& values, std::string_view v) {
     if (v.empty()) return false;
-    auto it = values.find(std::string(v));
+    auto it = values.find(v);
     return it != values.end() && live(it->second);
   };
   if (listed(devices_, device) || listed(users_, user)) return true;

@@ -20,6 +20,7 @@
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <functional>
 #include <optional>
 #include <string>
 #include <string_view>
@@ -78,8 +79,14 @@ class Blocklist {
   // For matching, each with its entry's `expires` (0: never), so that an entry that has expired
   // since the document was read stops matching without a scan of the entries: exact values, and
   // the networks (single addresses are /32 or /128 networks), parsed once here.
-  std::unordered_map<std::string, int64_t> devices_;
-  std::unordered_map<std::string, int64_t> users_;
+  // Looked up by string_view (transparent hash): a guarded request's check allocates nothing.
+  struct ViewHash {
+    using is_transparent = void;
+    size_t operator()(std::string_view text) const { return std::hash<std::string_view>{}(text); }
+  };
+  using Values = std::unordered_map<std::string, int64_t, ViewHash, std::equal_to<>>;
+  Values devices_;
+  Values users_;
   std::vector<std::pair<Cidr, int64_t>> networks_;
 };
 

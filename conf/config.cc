@@ -933,11 +933,12 @@ void Loader::checkAdminAddress(const Config& config) {
 
 void Loader::limits(const Item& item, Limits& limits) {
   std::optional<Fields> f = fields(item, {"max_header_bytes", "header_timeout", "idle_timeout",
-                                          "max_body_bytes", "drain_timeout"});
+                                          "send_timeout", "max_body_bytes", "drain_timeout"});
   if (!f) return;
   readOptional(*f, "max_header_bytes", limits.max_header_bytes, &Loader::size);
   readOptional(*f, "header_timeout", limits.header_timeout, &Loader::duration);
   readOptional(*f, "idle_timeout", limits.idle_timeout, &Loader::duration);
+  readOptional(*f, "send_timeout", limits.send_timeout, &Loader::duration);
   readOptional(*f, "max_body_bytes", limits.max_body_bytes, &Loader::size);
   readOptional(*f, "drain_timeout", limits.drain_timeout, &Loader::duration);
 }

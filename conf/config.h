@@ -124,6 +124,9 @@ struct Limits {
   uint64_t max_header_bytes = 16384;
   Millis header_timeout{10000};
   Millis idle_timeout{60000};
+  // A client that takes none of the response's bytes for this long is cut off (nginx's
+  // send_timeout: the time between two successful writes, not for the whole response).
+  Millis send_timeout{60000};
   uint64_t max_body_bytes = 10ull << 20;
   Millis drain_timeout{10000};  // SIGTERM: how long in-flight requests may take to finish
 };

@@ -58,6 +58,7 @@ ClientConnection::ClientConnection(Worker& worker, std::shared_ptr<const Snapsho
   write_ev_ =
       event_new(worker.base(), fd, EV_WRITE | EV_PERSIST, &ClientConnection::onClientEvent, this);
   timer_ev_ = evtimer_new(worker.base(), &ClientConnection::onTimer, this);
+  send_ev_ = evtimer_new(worker.base(), &ClientConnection::onSendTimer, this);
   in_ = evbuffer_new();
   out_ = evbuffer_new();
   upstream_out_ = evbuffer_new();
@@ -73,6 +74,7 @@ ClientConnection::~ClientConnection() {
   event_free(read_ev_);
   event_free(write_ev_);
   event_free(timer_ev_);
+  event_free(send_ev_);
   evbuffer_free(in_);
   evbuffer_free(out_);
   evbuffer_free(upstream_out_);
@@ -125,6 +127,13 @@ void ClientConnection::onTimer(evutil_socket_t, short, void* arg) {
   // Handshake, idle keep-alive, slow header (slowloris), stalled body, or a linger that lasted
   // long enough: all end the same way.
   spdlog::debug("closing connection from {} on timeout", self->peer_ip_);
+  self->close();
+}
+
+void ClientConnection::onSendTimer(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<ClientConnection*>(arg);
+  spdlog::debug("closing connection from {}: it took no response bytes within send_timeout",
+                self->peer_ip_);
   self->close();
 }
 
@@ -260,15 +269,29 @@ ClientConnection::IoStatus ClientConnection::writeClient() {
 
 void ClientConnection::flushClient() {
   if (phase_ == Phase::kClosed) return;
+  size_t queued = evbuffer_get_length(out_);
   if (writeClient() == IoStatus::kError) {
     close();
     return;
   }
-  bool pending = evbuffer_get_length(out_) > 0;
+  size_t left = evbuffer_get_length(out_);
+  bool pending = left > 0;
   wantClientWrite(pending);
+  if (pending && (left < queued || !send_armed_)) {
+    timeval tv = toTimeval(limits_.send_timeout);
+    event_add(send_ev_, &tv);
+    send_armed_ = true;
+  } else if (!pending && send_armed_) {
+    event_del(send_ev_);
+    send_armed_ = false;
+  }
   if (!pending && phase_ == Phase::kClosing) {
     startLinger();
     return;
+  }
+  if (!pending && idle_after_send_) {
+    idle_after_send_ = false;
+    if (phase_ == Phase::kWaitRequest) armTimer(limits_.idle_timeout);
   }
   if (upstream_read_paused_ && evbuffer_get_length(out_) < kHighWater / 2) resumeUpstreamRead();
 }
@@ -559,6 +582,7 @@ int ClientConnection::rejectHead() {
   const std::string* host = nullptr;
   int hosts = 0;
   expect_continue_ = false;
+  int codings = 0;
   for (const Header& hd : h.headers) {
     if (equalsIgnoreCase(hd.name, "host")) {
       host = &hd.value;
@@ -566,12 +590,14 @@ int ClientConnection::rejectHead() {
     } else if (equalsIgnoreCase(hd.name, "expect")) {
       if (!equalsIgnoreCase(hd.value, "100-continue")) return 417;
       expect_continue_ = true;
+    } else if (equalsIgnoreCase(hd.name, "transfer-encoding")) {
+      // Only a lone "chunked", refused here, before any 100. Without chunked last the body length
+      // is unknowable (RFC 9112 6.3); and the body goes upstream de-chunked and chunked again, so
+      // another coding ("gzip, chunked") would reach the backend without the header naming it.
+      if (++codings > 1 || !equalsIgnoreCase(hd.value, "chunked")) return 400;
     }
   }
   if (hosts > 1 || (hosts == 0 && h.http_minor >= 1)) return 400;  // RFC 9112 3.2
-  // A Transfer-Encoding that does not end in chunked leaves the body length unknowable (RFC 9112
-  // 6.3); llhttp would refuse it only after this callback, so refuse it here, before any 100.
-  if (!h.chunked && h.headers.find("transfer-encoding") != nullptr) return 400;
   RequestTarget target = requestTarget(h.url, host);
   route_ = matchRoute(listener_, target.host, target.path);
   if (route_ == nullptr || route_->upstream == nullptr) return 404;
@@ -637,7 +663,7 @@ void ClientConnection::finishRequest(int status, bool close_after) {
   logRequest(status);
   if (close_after || close_after_ || worker_.draining()) {
     phase_ = Phase::kClosing;
-    armTimer(kLinger);
+    event_del(timer_ev_);  // send_timeout while the response goes out, then the linger
     flushClient();
     return;
   }
@@ -661,10 +687,13 @@ void ClientConnection::nextRequest() {
   body_bytes_ = bytes_in_ = bytes_out_ = 0;
   tried_servers_ = 0;
   stale_retries_ = 0;
+  upstream_timer_off_ = false;
   response_started_ = response_done_ = response_chunked_ = skipping_interim_ = false;
   request_start_ = Clock::time_point{};
   phase_ = Phase::kWaitRequest;
-  armTimer(limits_.idle_timeout);
+  // The keep-alive idle time starts once the response is out; until then send_timeout runs.
+  event_del(timer_ev_);
+  idle_after_send_ = true;
   flushClient();
   if (phase_ == Phase::kClosed) return;
   if (!client_eof_) wantClientRead(true);
@@ -717,6 +746,7 @@ void ClientConnection::close() {
   event_del(read_ev_);
   event_del(write_ev_);
   event_del(timer_ev_);
+  event_del(send_ev_);
   upstream_.reset();
   worker_.retire(this);
 }

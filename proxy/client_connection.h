@@ -62,6 +62,7 @@ class ClientConnection : private HttpParser::Sink,
   // Client I/O (client_connection.cc).
   static void onClientEvent(evutil_socket_t fd, short what, void* arg);
   static void onTimer(evutil_socket_t fd, short what, void* arg);
+  static void onSendTimer(evutil_socket_t fd, short what, void* arg);
   void handleClientReadable();
   void handleClientWritable();
   void doHandshake();
@@ -114,6 +115,8 @@ class ClientConnection : private HttpParser::Sink,
   void endExchange(bool reusable);
   void resumeUpstreamRead();
   int onResponseHead();
+  // The response to this request has no body: a HEAD request, or a 204 or 304 response.
+  bool bodilessStatus() const;
   int beginResponse();
   int startResponse();
   void sendCapturedResponse();
@@ -132,7 +135,13 @@ class ClientConnection : private HttpParser::Sink,
   std::unique_ptr<TlsSessionGlue> glue_;  // cluster session cache; destroyed before ssl_
   event* read_ev_;
   event* write_ev_;
-  event* timer_ev_;
+  event* timer_ev_;  // the phase's timeout: handshake, head, idle, mid-body, linger
+  // limits.send_timeout while bytes for the client wait in `out_`: re-armed whenever a write
+  // makes progress, off once `out_` is empty. The phase timer above does not run meanwhile for
+  // what only starts once the response is out (keep-alive idle, linger).
+  event* send_ev_;
+  bool send_armed_ = false;
+  bool idle_after_send_ = false;  // arm idle_timeout once `out_` is empty
   bool reading_ = false;
   bool writing_ = false;
   bool client_eof_ = false;
@@ -186,7 +195,8 @@ class ClientConnection : private HttpParser::Sink,
   bool response_chunked_ = false;
   bool skipping_interim_ = false;
   bool upstream_read_paused_ = false;
-  std::string upstream_name_;  // "host:port" of the server used, for the access log
+  bool upstream_timer_off_ = false;  // read_timeout stopped while the client's body is awaited
+  std::string upstream_name_;        // "host:port" of the server used, for the access log
 };
 
 }  // namespace tessera::proxy

@@ -157,13 +157,23 @@ HttpParser::Result HttpParser::feed(const char* data, size_t len) {
   Result r;
   feed_start_ = data;
   r.error = llhttp_execute(&parser_, data, len);
+  if (r.error == HPE_PAUSED_UPGRADE && !in_message_) {
+    // The message before asked to switch protocols (Upgrade, CONNECT). tessera never forwards
+    // that, so no switch happened and what follows is the next message, in HTTP/1.1.
+    const char* pos = llhttp_get_error_pos(&parser_);
+    if (pos == nullptr || pos < data || pos > data + len) pos = data;
+    llhttp_resume_after_upgrade(&parser_);
+    r.error = llhttp_execute(&parser_, pos, len - static_cast<size_t>(pos - data));
+  }
   if (r.error == HPE_OK) {
     r.consumed = len;
   } else {
     const char* pos = llhttp_get_error_pos(&parser_);
     r.consumed = (pos != nullptr && pos >= data && pos <= data + len) ? pos - data : 0;
   }
-  if (r.consumed > 0) last_fed_byte_ = data[r.consumed - 1];
+  size_t i = r.consumed;
+  while (i > 0 && (data[i - 1] == ' ' || data[i - 1] == '\t')) --i;
+  if (i > 0) fed_lf_then_blank_ = data[i - 1] == '\n';  // else all blank: it stays as it was
   return r;
 }
 
@@ -186,7 +196,7 @@ void HttpParser::reset() {
   head_bytes_ = 0;
   head_too_large_ = false;
   rejection_ = nullptr;
-  last_fed_byte_ = 0;
+  fed_lf_then_blank_ = false;
 }
 
 bool HttpParser::countHead(size_t len) {
@@ -251,11 +261,14 @@ int HttpParser::onHeaderField(llhttp_t* p, const char* at, size_t len) {
 int HttpParser::onHeaderValue(llhttp_t* p, const char* at, size_t len) {
   HttpParser& s = self(p);
   if (!s.countHead(len)) return HPE_USER;
-  // A value span that starts right after a line feed is an obs-fold continuation line (llhttp
-  // unfolds them silently); RFC 9112 5.2 lets a server reject it, and a proxy should, so that
-  // tessera and the backend can never read the header differently.
-  char before = at > s.feed_start_ ? at[-1] : s.last_fed_byte_;
-  if (len > 0 && before == '\n') {  // (an empty value comes as a 0-byte span after its CRLF)
+  // A value span that starts after a line feed and blanks is an obs-fold continuation line
+  // (llhttp unfolds them silently: after a non-empty first line the span starts right after the
+  // line feed, after an empty one past the blanks); RFC 9112 5.2 lets a server reject it, and a
+  // proxy should, so that tessera and the backend can never read the header differently.
+  const char* q = at;
+  while (q > s.feed_start_ && (q[-1] == ' ' || q[-1] == '\t')) --q;
+  bool after_lf = q > s.feed_start_ ? q[-1] == '\n' : s.fed_lf_then_blank_;
+  if (len > 0 && after_lf) {  // (an empty value comes as a 0-byte span after its CRLF)
     s.rejection_ = "obs-fold (header continuation line)";
     return HPE_USER;
   }

@@ -142,7 +142,8 @@ class HttpParser {
   bool in_value_ = false;
   bool in_message_ = false;
   const char* feed_start_ = nullptr;
-  char last_fed_byte_ = 0;  // the byte before feed_start_, from the previous feed
+  // The bytes fed so far end with a line feed and then only spaces or tabs (maybe none).
+  bool fed_lf_then_blank_ = false;
   const char* rejection_ = nullptr;
   uint64_t max_head_bytes_ = 0;
   uint64_t head_bytes_ = 0;

@@ -25,17 +25,35 @@ constexpr int kMaxStaleRetries = 2;
 
 void ClientConnection::connectUpstream() {
   const UpstreamTarget& up = *route_->upstream;
-  int error = 0;
-  upstream_ = worker_.pool().acquire(up, tried_servers_, server_index_, error);
-  if (!upstream_) {
+  for (size_t attempt = 0; !upstream_; ++attempt) {
+    int error = 0;
+    server_index_ = up.servers.size();  // stays so when no server is left to try
+    upstream_ = worker_.pool().acquire(up, tried_servers_, server_index_, error);
+    if (upstream_) break;
     bump(worker_.counters().upstream_connect_errors);
-    spdlog::warn("upstream {}: no server to connect to: {}", up.conf->name, strerror(error));
-    upstreamFailed(502);
-    return;
+    if (server_index_ >= up.servers.size() || error == EMFILE || error == ENFILE ||
+        error == ENOBUFS || error == ENOMEM) {
+      // Nothing left to try, or this machine is out of sockets: another server would not help.
+      spdlog::warn("upstream {}: no server to connect to: {}", up.conf->name, strerror(error));
+      upstreamFailed(502);
+      return;
+    }
+    // connect() failed at once (no route to it, no local address): as a refused connect.
+    const SocketAddress& server = up.servers[server_index_];
+    spdlog::warn("upstream {}: connect to {} failed: {}", up.conf->name, server.text,
+                 strerror(error));
+    worker_.pool().markFailed(server, up.conf->fail_timeout);
+    if (server_index_ < 64) tried_servers_ |= 1ull << server_index_;
+    if (attempt + 1 >= up.servers.size() ||
+        static_cast<size_t>(std::popcount(tried_servers_)) >= up.servers.size()) {
+      upstreamFailed(502);
+      return;
+    }
   }
   if (server_index_ < 64) tried_servers_ |= 1ull << server_index_;
   upstream_name_ = upstream_->server().text;
   upstream_->setHandler(this);
+  upstream_timer_off_ = false;
   response_->reset();
   if (upstream_->reused) {
     upstream_->connecting = false;
@@ -94,18 +112,35 @@ void ClientConnection::onUpstreamConnected() {
   writeUpstream();
 }
 
+// The upstream's read_timeout runs while it has to do something: take request bytes (re-armed
+// on each write that makes progress) or answer (once the whole request is out, and between reads
+// of the response). While tessera waits for more of the body from the client, the client's
+// idle_timeout runs instead, so a slow upload is not cut off with a 504.
 void ClientConnection::writeUpstream() {
+  bool progressed = false;
   while (evbuffer_get_length(upstream_out_) > 0) {
     int n = evbuffer_write(upstream_out_, upstream_->fd());
-    if (n > 0) continue;
+    if (n > 0) {
+      progressed = true;
+      continue;
+    }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
       upstream_->wantWrite(true);
+      if (progressed) upstream_->armTimer(route_->upstream->conf->read_timeout);
       return;
     }
     upstreamBroke();
     return;
   }
   upstream_->wantWrite(false);
+  if (request_done_) {
+    if (progressed || upstream_timer_off_)
+      upstream_->armTimer(route_->upstream->conf->read_timeout);
+    upstream_timer_off_ = false;
+  } else if (!response_->inMessage()) {
+    upstream_->disarmTimer();  // waiting for the client's body, not for the upstream
+    upstream_timer_off_ = true;
+  }
   if (client_read_paused_ && phase_ == Phase::kExchange) {
     client_read_paused_ = false;
     wantClientRead(true);
@@ -132,6 +167,7 @@ void ClientConnection::readUpstream() {
   if (phase_ != Phase::kClosed && upstream_ && evbuffer_get_length(out_) > kHighWater) {
     upstream_read_paused_ = true;  // the client is slower than the upstream
     upstream_->wantRead(false);
+    upstream_->disarmTimer();  // send_timeout watches the client; reading resumes the timer
   }
 }
 
@@ -270,19 +306,23 @@ int ClientConnection::onResponseHead() {
     }
     if (s == PluginChain::State::kWaiting) {
       response_waiting_ = true;
-      if (head_request_) response_->skipBodyOnResume();
+      if (bodilessStatus()) response_->skipBodyOnResume();
       return HPE_PAUSED;  // feedResponse() keeps the rest; responseResumed() goes on
     }
   }
   return startResponse();
 }
 
+bool ClientConnection::bodilessStatus() const {
+  int status = response_->head().status;
+  return head_request_ || status == 204 || status == 304;
+}
+
 // The response hooks have all gone on: the head goes out now, or, when a plugin wants the whole
 // body first, once the body is in (sendCapturedResponse()).
 int ClientConnection::startResponse() {
   const MessageHead& h = response_->head();
-  bool bodiless =
-      head_request_ || h.status == 204 || h.status == 304 || (h.content_length == 0 && !h.chunked);
+  bool bodiless = bodilessStatus() || (h.content_length == 0 && !h.chunked);
   if (chain_ && !bodiless && chain_->wantsResponseBody()) {
     capture_response_ = true;
     return 0;
@@ -310,7 +350,7 @@ int ClientConnection::beginResponse() {
   response_started_ = true;
   ResponseFraming f;
   f.http10_client = request_.head().http_minor == 0;
-  f.no_body = head_request_ || h.status == 204 || h.status == 304;
+  f.no_body = bodilessStatus();
   bool known_length = h.content_length.has_value() && !h.chunked;
   f.chunked = !f.no_body && !known_length && !f.http10_client;
   bool delimited = f.no_body || known_length || f.chunked;
@@ -322,7 +362,10 @@ int ClientConnection::beginResponse() {
   writeClientResponseHead(h, f, head);
   evbuffer_add(out_, head.data(), head.size());
   bytes_out_ += head.size();
-  return head_request_ ? 1 : 0;
+  // 1 = no body follows, whatever Content-Length or Transfer-Encoding say: llhttp knows that of
+  // HEAD only from us, and of 204 and 304 only when they give no length (RFC 9110 8.6 lets a 304
+  // carry the Content-Length of the representation it stands for).
+  return f.no_body ? 1 : 0;
 }
 
 int ClientConnection::onResponseBody(const char* data, size_t len) {

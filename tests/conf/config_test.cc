@@ -64,6 +64,7 @@ limits:
   max_header_bytes: 8KiB
   header_timeout: 5s
   idle_timeout: 90
+  send_timeout: 2m
   max_body_bytes: 1GB
   drain_timeout: 250ms
 admin: { listen: "[::1]:9999" }
@@ -121,6 +122,7 @@ log: { level: debug, access_log: /var/log/tessera.log, format: common }
   EXPECT_EQ(config->limits.max_header_bytes, 8192u);
   EXPECT_EQ(config->limits.header_timeout, milliseconds(5000));
   EXPECT_EQ(config->limits.idle_timeout, milliseconds(90'000));
+  EXPECT_EQ(config->limits.send_timeout, milliseconds(120'000));
   EXPECT_EQ(config->limits.max_body_bytes, 1'000'000'000u);
   EXPECT_EQ(config->limits.drain_timeout, milliseconds(250));
 
@@ -157,6 +159,7 @@ TEST(ConfigTest, Defaults) {
   EXPECT_EQ(config->limits.max_header_bytes, 16384u);
   EXPECT_EQ(config->limits.header_timeout, milliseconds(10'000));
   EXPECT_EQ(config->limits.idle_timeout, milliseconds(60'000));
+  EXPECT_EQ(config->limits.send_timeout, milliseconds(60'000));
   EXPECT_EQ(config->limits.max_body_bytes, 10u << 20);
   EXPECT_EQ(config->limits.drain_timeout, milliseconds(10'000));
 

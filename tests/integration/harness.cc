@@ -248,6 +248,48 @@ void RawClient::send(const std::string& bytes) {
   if (fd_ >= 0) writeAll(fd_, bytes.data(), bytes.size());
 }
 
+std::string RawClient::readAtLeast(size_t bytes, std::chrono::milliseconds timeout) {
+  std::string out = std::move(pending_);
+  pending_.clear();
+  auto until = std::chrono::steady_clock::now() + timeout;
+  char buf[65536];
+  while (fd_ >= 0 && out.size() < bytes) {
+    auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+        until - std::chrono::steady_clock::now());
+    if (left.count() <= 0) break;
+    ssize_t n = readSome(fd_, buf, std::min(sizeof(buf), bytes - out.size()),
+                         static_cast<int>(left.count()));
+    if (n <= 0) break;
+    out.append(buf, static_cast<size_t>(n));
+  }
+  return out;
+}
+
+void RawClient::setReceiveBuffer(int bytes) {
+  if (fd_ >= 0) ::setsockopt(fd_, SOL_SOCKET, SO_RCVBUF, &bytes, sizeof(bytes));
+}
+
+std::string RawClient::readPaced(size_t per_step, std::chrono::milliseconds step,
+                                 std::chrono::milliseconds timeout, std::string_view until_suffix) {
+  std::string out = std::move(pending_);
+  pending_.clear();
+  auto until = std::chrono::steady_clock::now() + timeout;
+  std::vector<char> buf(per_step);
+  while (fd_ >= 0 && std::chrono::steady_clock::now() < until) {
+    size_t got = 0;
+    while (got < per_step) {  // this step's share, as far as it has come within the step
+      ssize_t n = readSome(fd_, buf.data(), per_step - got, static_cast<int>(step.count()));
+      if (n == 0) return out;  // closed
+      if (n < 0) break;        // nothing more within the step
+      out.append(buf.data(), static_cast<size_t>(n));
+      got += static_cast<size_t>(n);
+      if (!until_suffix.empty() && out.ends_with(until_suffix)) return out;
+    }
+    std::this_thread::sleep_for(step);
+  }
+  return out;
+}
+
 std::string RawClient::readAll(std::chrono::milliseconds timeout) {
   std::string out = std::move(pending_);
   pending_.clear();
@@ -514,6 +556,11 @@ void TestBackend::serve(int fd) {
         int code = std::atoi(queryValue(h.url, "code").c_str());
         bool no_body = code == 204 || code == 304;
         out = simpleResponse(code, "", !no_body);
+        // ?length=N: a 304 (or 204) that states a Content-Length and still has no body, as RFC
+        // 9110 8.6 allows a 304 to.
+        if (std::string length = queryValue(h.url, "length"); no_body && !length.empty()) {
+          out.insert(out.find("\r\n") + 2, "Content-Length: " + length + "\r\n");
+        }
       } else if (path == "/hugehead") {  // a backend gone wrong: a 200 KiB response head
         out = "HTTP/1.1 200 OK\r\n";
         for (int k = 0; k < 2000; ++k)

@@ -81,6 +81,14 @@ class RawClient {
   ~RawClient();
   bool connected() const { return fd_ >= 0; }
   void send(const std::string& bytes);
+  // Caps the socket's receive buffer (and so the window tessera may fill) at about `bytes`.
+  void setReceiveBuffer(int bytes);
+  // Reads until at least `bytes` have come (or the peer closes, or `timeout` passes).
+  std::string readAtLeast(size_t bytes, std::chrono::milliseconds timeout);
+  // A slow reader: takes at most `per_step` bytes every `step` until the peer closes, `timeout`
+  // passes or what came ends with `until_suffix` (when not empty); returns what came.
+  std::string readPaced(size_t per_step, std::chrono::milliseconds step,
+                        std::chrono::milliseconds timeout, std::string_view until_suffix = {});
   // Reads until the peer closes or `timeout` passes; returns what came.
   std::string readAll(std::chrono::milliseconds timeout = 5s);
   // Reads until `bytes` complete HTTP responses have arrived (by counting "HTTP/1." status lines
@@ -117,6 +125,8 @@ std::vector<int> statusCodes(const std::string& responses);
 //   /echo (and anything else)  200, body: the request line, headers and body size, one per line
 //   /download?bytes=N          200, chunked, N bytes of patternByte(i)
 //   /upload                    200, body "len=<n> sha256=<hex>" of the request body
+//   /status?code=N[&length=L]  status N, empty body (a 204 or 304 with length=L states a
+//                              Content-Length of L all the same)
 //   /sleep?ms=N                waits N ms, then as /echo
 //   /status?code=N             that status, empty body (Content-Length: 0 unless 204/304)
 //   /close                     200, no Content-Length, body ends when the connection closes

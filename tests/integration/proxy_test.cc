@@ -348,6 +348,23 @@ TEST_F(BadInputTest, TransferEncodingThatIsNotChunked) {
   expectRefused("POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip\r\n\r\nxxxx", 400);
 }
 
+TEST_F(BadInputTest, TransferCodingsOtherThanALoneChunked) {
+  // The body goes upstream de-chunked and chunked again: a gzip coding would reach the backend
+  // without the header naming it.
+  expectRefused(
+      "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: gzip, "
+      "chunked\r\n\r\n4\r\nxxxx\r\n0\r\n\r\n",
+      400);
+  expectRefused(
+      "POST /echo HTTP/1.1\r\nHost: a\r\nTransfer-Encoding: chunked\r\nTransfer-Encoding: "
+      "chunked\r\n\r\n0\r\n\r\n",
+      400);
+}
+
+TEST_F(BadInputTest, ObsFoldAfterAnEmptyValue) {
+  expectRefused("GET /echo HTTP/1.1\r\nHost: a\r\nX-A:\r\n  folded\r\n\r\n", 400);
+}
+
 TEST_F(BadInputTest, MissingHostOnHttp11) {
   expectRefused("GET /echo HTTP/1.1\r\nUser-Agent: x\r\n\r\n", 400);
 }
@@ -424,6 +441,34 @@ TEST_F(PlainProxyTest, HeadAnd204And304HaveNoBody) {
   size_t head_end = all.find("\r\n\r\n");
   EXPECT_EQ(all.compare(head_end + 4, 12, "HTTP/1.1 204"), 0) << all;
   EXPECT_NE(all.find("HTTP/1.1 204 No Content\r\n\r\nHTTP/1.1 304"), std::string::npos) << all;
+}
+
+TEST_F(PlainProxyTest, A304ThatStatesALengthHasNoBodyAndTheConnectionGoesOn) {
+  start();
+  RawClient c(opts_.port);
+  auto began = std::chrono::steady_clock::now();
+  c.send(
+      "GET /status?code=304&length=5120 HTTP/1.1\r\nHost: a\r\n\r\n"
+      "GET /status?code=204&length=7 HTTP/1.1\r\nHost: a\r\n\r\n"
+      "GET /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  std::string all = c.readAll(8s);  // until the close after the third response
+  EXPECT_LT(std::chrono::steady_clock::now() - began, 3s);  // read_timeout is 5s
+  EXPECT_EQ(statusCodes(all), (std::vector<int>{304, 204, 200})) << all;
+  EXPECT_NE(all.find("Content-Length: 5120\r\n\r\nHTTP/1.1 204"), std::string::npos) << all;
+  EXPECT_EQ(tessera_->metric("tessera_upstream_timeouts_total"), 0);
+  EXPECT_EQ(backend_.connections(), 1);  // the upstream connection was reused each time
+}
+
+TEST_F(PlainProxyTest, ARequestAskingForAnUpgradeIsAnsweredAndTheNextOneToo) {
+  start();
+  RawClient c(opts_.port);
+  c.send(
+      "GET /echo?n=1 HTTP/1.1\r\nHost: a\r\nConnection: Upgrade\r\nUpgrade: websocket\r\n\r\n"
+      "GET /echo?n=2 HTTP/1.1\r\nHost: a\r\n\r\n");
+  std::string resp = c.readResponses(2, 5s);
+  EXPECT_EQ(statusCodes(resp), (std::vector<int>{200, 200})) << resp;
+  EXPECT_NE(resp.find("GET /echo?n=2"), std::string::npos) << resp;
+  EXPECT_EQ(backend_.lastHead().find("Upgrade"), std::string::npos);
 }
 
 TEST_F(PlainProxyTest, HopByHopHeadersAreNotForwarded) {
@@ -519,6 +564,100 @@ TEST_F(ProxyTest, SilentUpstreamGives504AfterReadTimeout) {
   EXPECT_EQ(tessera_->metric("tessera_upstream_timeouts_total"), 1);
   ASSERT_TRUE(eventually(
       [&] { return tessera_->stdoutText().find("\"status\":504") != std::string::npos; }));
+}
+
+TEST_F(PlainProxyTest, ASlowButSteadyUploadIsNotCutOffByTheReadTimeout) {
+  opts_.upstream_extra = "read_timeout: 500ms";
+  start();
+  RawClient c(opts_.port);
+  std::string body;
+  for (int i = 0; i < 30000; ++i) body.push_back(static_cast<char>(patternByte(i)));
+  c.send("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: 30000\r\n\r\n");
+  for (size_t at = 0; at < body.size(); at += 3000) {  // 10 pieces over 2 s
+    c.send(body.substr(at, 3000));
+    std::this_thread::sleep_for(200ms);
+  }
+  std::string resp = c.readResponses(1, 5s);
+  EXPECT_EQ(statusCodes(resp), std::vector<int>{200}) << resp;
+  EXPECT_NE(resp.find("len=30000 sha256=" + sha256Hex(body)), std::string::npos) << resp;
+  EXPECT_EQ(tessera_->metric("tessera_upstream_timeouts_total"), 0);
+}
+
+// The body of a chunked response (after its head); "" when the framing is broken.
+std::string dechunk(const std::string& response) {
+  size_t at = response.find("\r\n\r\n");
+  if (at == std::string::npos) return "";
+  at += 4;
+  std::string body;
+  for (;;) {
+    size_t eol = response.find("\r\n", at);
+    if (eol == std::string::npos) return "";
+    size_t len = std::stoul(response.substr(at, eol - at), nullptr, 16);
+    at = eol + 2;
+    if (len == 0) return response.compare(at, 2, "\r\n") == 0 ? body : "";
+    if (at + len + 2 > response.size()) return "";
+    body.append(response, at, len);
+    at += len + 2;
+  }
+}
+
+TEST_F(PlainProxyTest, AReaderThatPausesGetsTheWholeResponse) {
+  // The client stops reading for longer than the upstream's read_timeout, the keep-alive idle
+  // time and the linger before a close, but less than send_timeout. tessera queues 1 MiB for it,
+  // then stops reading from the upstream: only send_timeout may cut the client off, not the
+  // upstream's read_timeout (it is not the upstream that is slow), nor the others.
+  opts_.upstream_extra = "read_timeout: 500ms";
+  opts_.limits = "{ header_timeout: 2s, idle_timeout: 1s, send_timeout: 4s }";
+  start();
+  const uint64_t kSize = 16 * 1024 * 1024;
+  std::string data;
+  for (uint64_t i = 0; i < kSize; ++i) data.push_back(static_cast<char>(patternByte(i)));
+  for (bool keep_alive : {true, false}) {
+    RawClient c(opts_.port);
+    c.setReceiveBuffer(32 * 1024);
+    c.send("GET /download?bytes=" + std::to_string(kSize) + " HTTP/1.1\r\nHost: a\r\n" +
+           (keep_alive ? "" : "Connection: close\r\n") + "\r\n");
+    std::string resp = c.readAtLeast(2 * 1024 * 1024, 10s);
+    std::this_thread::sleep_for(2500ms);
+    resp += c.readPaced(1024 * 1024, 1ms, 20s, keep_alive ? "\r\n0\r\n\r\n" : "");
+    std::string body = dechunk(resp);
+    EXPECT_EQ(body.size(), kSize) << "keep-alive: " << keep_alive << ", got " << resp.size();
+    EXPECT_TRUE(body == data) << "keep-alive: " << keep_alive;
+    if (keep_alive) {  // and the connection is still there for the next request
+      c.send("GET /echo HTTP/1.1\r\nHost: a\r\n\r\n");
+      EXPECT_EQ(statusCodes(c.readResponses(1, 3s)), std::vector<int>{200});
+    }
+  }
+  EXPECT_EQ(tessera_->metric("tessera_upstream_timeouts_total"), 0);
+}
+
+TEST_F(PlainProxyTest, AClientThatStopsReadingIsCutOffAfterSendTimeout) {
+  opts_.limits = "{ header_timeout: 2s, send_timeout: 1s }";
+  start();
+  const uint64_t kSize = 8 * 1024 * 1024;
+  RawClient c(opts_.port);
+  c.setReceiveBuffer(32 * 1024);
+  c.send("GET /download?bytes=" + std::to_string(kSize) + " HTTP/1.1\r\nHost: a\r\n\r\n");
+  std::this_thread::sleep_for(2500ms);  // reads nothing
+  std::string got = c.readAll(5s);      // what was queued, then the close
+  EXPECT_GT(got.size(), 0u);
+  EXPECT_LT(got.size(), kSize);
+  // The worker is fine afterwards.
+  CommandResult ok = curl({"-o", "/dev/null", "-w", "%{http_code}", url("/echo")});
+  EXPECT_EQ(ok.output, "200");
+}
+
+TEST_F(ProxyTest, AServerThatCannotBeReachedAtAllIsSkippedLikeARefusingOne) {
+  // A multicast address: connect() fails at once (ENETUNREACH), before any packet leaves.
+  opts_.servers = {"224.0.0.1:9", backend_.address()};
+  opts_.upstream_extra = "fail_timeout: 30s";
+  start();
+  for (int i = 0; i < 4; ++i) {
+    CommandResult r = curl({"-o", "/dev/null", "-w", "%{http_code}", url("/echo")});
+    EXPECT_EQ(r.output, "200") << i;
+  }
+  EXPECT_EQ(backend_.requests(), 4);
+  EXPECT_EQ(tessera_->metric("tessera_upstream_connect_errors_total"), 1);  // then skipped
 }
 
 TEST_F(ProxyTest, FailedServerIsSkippedForAWhile) {

@@ -635,9 +635,9 @@ void ClientConnection::rejectRequest(int status, const char* why) {
     return;
   }
   if (request_start_ == Clock::time_point{}) request_start_ = Clock::now();
-  // A 404 on a whole, well-formed request keeps the connection; the rest cannot be resynced.
-  bool keep = status == 404 && request_done_;
-  sendLocalReply(status, std::string(reasonPhrase(status)) + "\n", !keep);
+  // The parser stopped inside this request (a 404 or 417 is refused from its head, before any
+  // body): the rest of the connection cannot be resynced, so it closes after the answer.
+  sendLocalReply(status, std::string(reasonPhrase(status)) + "\n", true);
 }
 
 void ClientConnection::sendLocalReply(int status, std::string_view body, bool close_after,

@@ -1,6 +1,7 @@
 #include "proxy/server.h"
 
 #include <event2/buffer.h>
+#include <event2/listener.h>
 #include <event2/thread.h>
 #include <openssl/ssl.h>
 #include <pthread.h>
@@ -9,6 +10,7 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <csignal>
 #include <iostream>
 
@@ -20,6 +22,7 @@ namespace tessera::proxy {
 namespace {
 
 constexpr timeval kShutdownTick{0, 50 * 1000};
+constexpr std::chrono::milliseconds kAdminAcceptRetry{100};
 
 void printErrors(const conf::ConfigError& e) {
   for (const conf::Error& err : e.errors()) spdlog::error("{}", err.str());
@@ -146,14 +149,33 @@ bool Server::startAdmin() {
   blocklist_ = std::make_unique<AdminBlocklist>(*store_, base_);
   std::string host = listen->host;
   if (host.size() > 2 && host.front() == '[') host = host.substr(1, host.size() - 2);
-  if (evhttp_bind_socket(admin_, host.c_str(), listen->port) != 0) {
+  evhttp_bound_socket* bound = evhttp_bind_socket_with_handle(admin_, host.c_str(), listen->port);
+  if (bound == nullptr) {
     conf::Error e{snapshot_->config().file, listen->mark, "admin.listen",
                   "cannot listen on " + listen->str()};
     spdlog::error("{}", e.str());
     return false;
   }
+  // Out of descriptors, libevent's listener would retry accept(2) on every loop turn (its socket
+  // stays readable): pause it instead, as the workers do.
+  evconnlistener_set_error_cb(evhttp_bound_socket_get_listener(bound), &Server::onAdminAcceptError);
   spdlog::info("admin listening on {}", listen->str());
   return true;
+}
+
+void Server::onAdminAcceptError(evconnlistener* listener, void*) {
+  int error = EVUTIL_SOCKET_ERROR();
+  spdlog::warn("admin: accept: {}; not accepting for {} ms", evutil_socket_error_to_string(error),
+               kAdminAcceptRetry.count());
+  evconnlistener_disable(listener);
+  timeval tv{0, static_cast<suseconds_t>(kAdminAcceptRetry.count() * 1000)};
+  // The admin listener lives as long as the loop: the timer cannot outlive it.
+  event_base_once(
+      evconnlistener_get_base(listener), -1, EV_TIMEOUT,
+      [](evutil_socket_t, short, void* arg) {
+        evconnlistener_enable(static_cast<evconnlistener*>(arg));
+      },
+      listener, &tv);
 }
 
 void Server::onAdminRequest(evhttp_request* req, void* arg) {

@@ -12,6 +12,7 @@
 
 #include <event2/event.h>
 #include <event2/http.h>
+#include <event2/listener.h>
 
 #include <memory>
 #include <set>
@@ -48,6 +49,7 @@ class Server {
   std::string renderMetrics() const;
   static void onSignal(evutil_socket_t sig, short what, void* arg);
   static void onShutdownTick(evutil_socket_t fd, short what, void* arg);
+  static void onAdminAcceptError(evconnlistener* listener, void* arg);
   static void onAdminRequest(evhttp_request* req, void* arg);
 
   std::string config_path_;

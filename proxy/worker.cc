@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cerrno>
+#include <chrono>
 
 #include "proxy/client_connection.h"
 #include "proxy/outbound_calls.h"
@@ -19,6 +20,7 @@ namespace {
 constexpr int kAcceptsPerEvent = 64;  // then let the loop serve existing connections
 constexpr size_t kScratchBytes = 64 * 1024;
 constexpr timeval kTick{0, 200 * 1000};
+constexpr std::chrono::milliseconds kAcceptRetry{100};
 
 }  // namespace
 
@@ -30,6 +32,7 @@ Worker::Worker(int id, std::shared_ptr<const Snapshot> snapshot, ListenFds fds,
   mailbox_ev_ = event_new(base_, -1, 0, &Worker::onMailbox, this);
   cleanup_ev_ = event_new(base_, -1, 0, &Worker::onCleanup, this);
   tick_ev_ = event_new(base_, -1, EV_PERSIST, &Worker::onTick, this);
+  accept_retry_ev_ = evtimer_new(base_, &Worker::onAcceptRetry, this);
   applySnapshot(std::move(snapshot), std::move(fds));
 }
 
@@ -48,6 +51,7 @@ Worker::~Worker() {
   event_free(mailbox_ev_);
   event_free(cleanup_ev_);
   event_free(tick_ev_);
+  event_free(accept_retry_ev_);
   event_base_free(base_);
 }
 
@@ -119,7 +123,7 @@ void Worker::applySnapshot(std::shared_ptr<const Snapshot> snapshot, ListenFds a
       slot.fd = fresh->second;
       added.erase(fresh);
       slot.ev = event_new(base_, slot.fd, EV_READ | EV_PERSIST, &Worker::onAccept, this);
-      if (!draining_) event_add(slot.ev, nullptr);
+      if (!draining_ && !accept_paused_) event_add(slot.ev, nullptr);
     } else {
       continue;  // cannot happen: the server opens a socket for every new address
     }
@@ -156,8 +160,10 @@ void Worker::acceptFrom(ListenSlot& slot) {
         ::accept4(slot.fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno != EAGAIN && errno != EWOULDBLOCK) {
-        spdlog::warn("worker {}: accept: {}", id_, strerror(errno));  // EMFILE and friends
+      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+        pauseAccepting(errno);
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        spdlog::warn("worker {}: accept: {}", id_, strerror(errno));
       }
       return;
     }
@@ -167,6 +173,27 @@ void Worker::acceptFrom(ListenSlot& slot) {
     ClientConnection* raw = conn.get();
     connections_.emplace(raw, std::move(conn));
     raw->start();
+  }
+}
+
+void Worker::pauseAccepting(int error) {
+  if (accept_paused_) return;
+  accept_paused_ = true;
+  spdlog::warn("worker {}: accept: {}; not accepting for {} ms", id_, strerror(error),
+               kAcceptRetry.count());
+  for (auto& [key, slot] : slots_) {
+    if (slot.ev != nullptr) event_del(slot.ev);
+  }
+  timeval tv{0, static_cast<suseconds_t>(kAcceptRetry.count() * 1000)};
+  event_add(accept_retry_ev_, &tv);
+}
+
+void Worker::onAcceptRetry(evutil_socket_t, short, void* arg) {
+  auto* self = static_cast<Worker*>(arg);
+  self->accept_paused_ = false;
+  if (self->draining_) return;
+  for (auto& [key, slot] : self->slots_) {
+    if (slot.ev != nullptr) event_add(slot.ev, nullptr);
   }
 }
 

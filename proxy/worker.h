@@ -87,6 +87,8 @@ class Worker {
   static void onMailbox(evutil_socket_t fd, short what, void* arg);
   static void onCleanup(evutil_socket_t fd, short what, void* arg);
   static void onTick(evutil_socket_t fd, short what, void* arg);
+  static void onAcceptRetry(evutil_socket_t fd, short what, void* arg);
+  void pauseAccepting(int error);
   void acceptFrom(ListenSlot& slot);
 
   int id_;
@@ -111,6 +113,10 @@ class Worker {
   event* mailbox_ev_;
   event* cleanup_ev_;
   event* tick_ev_;
+  // Out of descriptors (EMFILE and friends): the listeners stay readable, so accepting pauses for
+  // kAcceptRetry instead of spinning on accept(2) (nginx does the same).
+  event* accept_retry_ev_;
+  bool accept_paused_ = false;
 };
 
 }  // namespace tessera::proxy

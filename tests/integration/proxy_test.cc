@@ -3,7 +3,10 @@
 
 #include <gtest/gtest.h>
 #include <signal.h>
+#include <sys/resource.h>
+#include <unistd.h>
 
+#include <filesystem>
 #include <fstream>
 #include <regex>
 
@@ -645,6 +648,57 @@ TEST_F(PlainProxyTest, AClientThatStopsReadingIsCutOffAfterSendTimeout) {
   // The worker is fine afterwards.
   CommandResult ok = curl({"-o", "/dev/null", "-w", "%{http_code}", url("/echo")});
   EXPECT_EQ(ok.output, "200");
+}
+
+// utime + stime of a process, in clock ticks.
+long cpuTicks(pid_t pid) {
+  std::ifstream in("/proc/" + std::to_string(pid) + "/stat");
+  std::string stat((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  std::istringstream fields(stat.substr(stat.rfind(')') + 2));  // after "pid (comm) "
+  std::string f;
+  long utime = 0, stime = 0;
+  for (int i = 3; fields >> f; ++i) {  // field 3 is the state
+    if (i == 14) utime = std::stol(f);
+    if (i == 15) {
+      stime = std::stol(f);
+      break;
+    }
+  }
+  return utime + stime;
+}
+
+TEST_F(PlainProxyTest, OutOfDescriptorsPausesAcceptingInsteadOfSpinning) {
+  start();
+  pid_t pid = tessera_->process().pid();
+  auto fds =
+      std::distance(std::filesystem::directory_iterator("/proc/" + std::to_string(pid) + "/fd"),
+                    std::filesystem::directory_iterator{});
+  rlimit old{};
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, nullptr, &old), 0);
+  rlimit few{static_cast<rlim_t>(fds + 3), old.rlim_max};  // the soft limit only: it goes back
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, &few, nullptr), 0);
+  std::vector<std::unique_ptr<RawClient>> clients;
+  for (int i = 0; i < 10; ++i) clients.push_back(std::make_unique<RawClient>(opts_.port));
+  // The admin listener too (libevent's own listener there).
+  for (int i = 0; i < 3; ++i) clients.push_back(std::make_unique<RawClient>(opts_.admin_port));
+  std::this_thread::sleep_for(300ms);  // accepted what it could; the rest wait in the backlog
+  long before = cpuTicks(pid);
+  std::this_thread::sleep_for(1s);
+  long used = cpuTicks(pid) - before;
+  // A worker spinning on accept(2) would take the whole second (sysconf(_SC_CLK_TCK) ticks).
+  EXPECT_LT(used, sysconf(_SC_CLK_TCK) / 4) << tessera_->stderrText().substr(0, 2000);
+  std::string err = tessera_->stderrText();
+  size_t pauses = 0;
+  for (size_t at = 0; (at = err.find("not accepting for", at)) != std::string::npos; ++at) ++pauses;
+  EXPECT_GE(pauses, 2u);   // a worker and the admin listener
+  EXPECT_LE(pauses, 60u);  // about one per 100 ms each, not one per loop turn
+  EXPECT_EQ(err.find("Error from accept() call"), std::string::npos);
+  // With descriptors again, the connections that waited are served.
+  ASSERT_EQ(prlimit(pid, RLIMIT_NOFILE, &old, nullptr), 0);
+  clients[9]->send("GET /echo HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(statusCodes(clients[9]->readResponses(1, 3s)), std::vector<int>{200});
+  clients.back()->send("GET /healthz HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+  EXPECT_EQ(statusCodes(clients.back()->readResponses(1, 3s)), std::vector<int>{200});
 }
 
 TEST_F(ProxyTest, AServerThatCannotBeReachedAtAllIsSkippedLikeARefusingOne) {

@@ -108,9 +108,12 @@ void ClientConnection::start() {
 }
 
 void ClientConnection::drain() {
-  if (phase_ == Phase::kHandshake ||
-      (phase_ == Phase::kWaitRequest && evbuffer_get_length(in_) == 0)) {
+  if (phase_ == Phase::kHandshake) {
     close();
+    return;
+  }
+  if (phase_ == Phase::kWaitRequest && evbuffer_get_length(in_) == 0) {
+    closeAfterSending();
     return;
   }
   close_after_ = true;
@@ -356,8 +359,11 @@ void ClientConnection::handleClientReadable() {
 
 void ClientConnection::onClientEof() {
   bool idle = phase_ == Phase::kWaitRequest && evbuffer_get_length(in_) == 0;
-  bool partial = phase_ == Phase::kHead || (phase_ == Phase::kExchange && !request_done_);
-  if (idle || partial) {
+  if (idle || phase_ == Phase::kHead) {
+    closeAfterSending();  // the previous response may still be going out
+    return;
+  }
+  if (phase_ == Phase::kExchange && !request_done_) {
     close();
     return;
   }
@@ -578,6 +584,9 @@ void ClientConnection::endChain() {
 int ClientConnection::rejectHead() {
   const MessageHead& h = request_.head();
   if (h.http_major != 1) return 400;
+  // A reverse proxy has no tunnels to offer; and llhttp would take any body of a CONNECT for the
+  // next request.
+  if (request_.methodCode() == HTTP_CONNECT) return 405;
   if (h.content_length && *h.content_length > limits_.max_body_bytes) return 413;
   const std::string* host = nullptr;
   int hosts = 0;
@@ -663,7 +672,8 @@ void ClientConnection::finishRequest(int status, bool close_after) {
   logRequest(status);
   if (close_after || close_after_ || worker_.draining()) {
     phase_ = Phase::kClosing;
-    event_del(timer_ev_);  // send_timeout while the response goes out, then the linger
+    event_del(timer_ev_);   // send_timeout while the response goes out, then the linger
+    wantClientRead(false);  // until the linger: nothing read now would be used
     flushClient();
     return;
   }
@@ -686,6 +696,7 @@ void ClientConnection::nextRequest() {
   head_raw_bytes_ = 0;
   body_bytes_ = bytes_in_ = bytes_out_ = 0;
   tried_servers_ = 0;
+  connect_failures_ = 0;
   stale_retries_ = 0;
   upstream_timer_off_ = false;
   response_started_ = response_done_ = response_chunked_ = skipping_interim_ = false;
@@ -701,7 +712,18 @@ void ClientConnection::nextRequest() {
   if (evbuffer_get_length(in_) > 0)
     event_active(read_ev_, EV_READ, 0);
   else if (client_eof_)
+    closeAfterSending();
+}
+
+void ClientConnection::closeAfterSending() {
+  if (evbuffer_get_length(out_) == 0) {
     close();
+    return;
+  }
+  phase_ = Phase::kClosing;  // flushClient() lingers, then closes, once `out_` is empty
+  event_del(timer_ev_);
+  idle_after_send_ = false;
+  wantClientRead(false);
 }
 
 void ClientConnection::logRequest(int status) {

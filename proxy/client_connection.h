@@ -71,6 +71,8 @@ class ClientConnection : private HttpParser::Sink,
   IoStatus writeClient();
   void flushClient();
   void startLinger();
+  // Closes once what is queued for the client is out (at once when nothing is).
+  void closeAfterSending();
   void discardInput();
   void onClientEof();
   void wantClientRead(bool on);
@@ -114,6 +116,7 @@ class ClientConnection : private HttpParser::Sink,
   void upstreamFailed(int status);
   void endExchange(bool reusable);
   void resumeUpstreamRead();
+  void armUpstreamTimer();
   int onResponseHead();
   // The response to this request has no body: a HEAD request, or a 204 or 304 response.
   bool bodilessStatus() const;
@@ -186,6 +189,7 @@ class ClientConnection : private HttpParser::Sink,
   std::unique_ptr<UpstreamConn> upstream_;
   evbuffer* upstream_out_;  // request bytes not yet written upstream
   uint64_t tried_servers_ = 0;
+  size_t connect_failures_ = 0;  // connects that failed for this request
   size_t server_index_ = 0;
   int stale_retries_ = 0;  // pooled connections found closed by the server for this request
   std::unique_ptr<ResponseSink> response_sink_;

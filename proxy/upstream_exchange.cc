@@ -25,7 +25,7 @@ constexpr int kMaxStaleRetries = 2;
 
 void ClientConnection::connectUpstream() {
   const UpstreamTarget& up = *route_->upstream;
-  for (size_t attempt = 0; !upstream_; ++attempt) {
+  while (!upstream_) {
     int error = 0;
     server_index_ = up.servers.size();  // stays so when no server is left to try
     upstream_ = worker_.pool().acquire(up, tried_servers_, server_index_, error);
@@ -44,7 +44,7 @@ void ClientConnection::connectUpstream() {
                  strerror(error));
     worker_.pool().markFailed(server, up.conf->fail_timeout);
     if (server_index_ < 64) tried_servers_ |= 1ull << server_index_;
-    if (attempt + 1 >= up.servers.size() ||
+    if (++connect_failures_ >= up.servers.size() ||
         static_cast<size_t>(std::popcount(tried_servers_)) >= up.servers.size()) {
       upstreamFailed(502);
       return;
@@ -72,7 +72,10 @@ void ClientConnection::upstreamConnectFailed(int error, bool timeout) {
                timeout ? "timed out" : strerror(error));
   worker_.pool().markFailed(upstream_->server(), up.conf->fail_timeout);
   upstream_.reset();
-  if (static_cast<size_t>(std::popcount(tried_servers_)) < up.servers.size()) {
+  // Each server once per request (the count also bounds upstreams of more than 64 servers, which
+  // the tried bits cannot cover).
+  if (++connect_failures_ < up.servers.size() &&
+      static_cast<size_t>(std::popcount(tried_servers_)) < up.servers.size()) {
     connectUpstream();
     return;
   }
@@ -125,8 +128,8 @@ void ClientConnection::writeUpstream() {
       continue;
     }
     if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) {
-      upstream_->wantWrite(true);
-      if (progressed) upstream_->armTimer(route_->upstream->conf->read_timeout);
+      upstream_->wantWrite(true);  // bytes wait on the upstream now: it is the side that must act
+      if (progressed || upstream_timer_off_) armUpstreamTimer();
       return;
     }
     upstreamBroke();
@@ -134,9 +137,7 @@ void ClientConnection::writeUpstream() {
   }
   upstream_->wantWrite(false);
   if (request_done_) {
-    if (progressed || upstream_timer_off_)
-      upstream_->armTimer(route_->upstream->conf->read_timeout);
-    upstream_timer_off_ = false;
+    if (progressed || upstream_timer_off_) armUpstreamTimer();
   } else if (!response_->inMessage()) {
     upstream_->disarmTimer();  // waiting for the client's body, not for the upstream
     upstream_timer_off_ = true;
@@ -146,6 +147,13 @@ void ClientConnection::writeUpstream() {
     wantClientRead(true);
     event_active(read_ev_, EV_READ, 0);  // bytes may already wait in `in_` or inside TLS
   }
+}
+
+// Arms the upstream's read_timeout, unless reading from it is paused for a slow client (then
+// send_timeout watches the client, and resuming the reads arms it again).
+void ClientConnection::armUpstreamTimer() {
+  upstream_timer_off_ = false;
+  if (!upstream_read_paused_) upstream_->armTimer(route_->upstream->conf->read_timeout);
 }
 
 void ClientConnection::readUpstream() {
@@ -259,7 +267,7 @@ void ClientConnection::upstreamBroke() {
     upstream_.reset();
     evbuffer_drain(upstream_out_, evbuffer_get_length(upstream_out_));
     evbuffer_add(upstream_out_, upstream_head_.data(), upstream_head_.size());
-    tried_servers_ &= ~(1ull << server_index_);
+    if (server_index_ < 64) tried_servers_ &= ~(1ull << server_index_);
     connectUpstream();
     return;
   }

@@ -368,6 +368,12 @@ TEST_F(BadInputTest, ObsFoldAfterAnEmptyValue) {
   expectRefused("GET /echo HTTP/1.1\r\nHost: a\r\nX-A:\r\n  folded\r\n\r\n", 400);
 }
 
+TEST_F(BadInputTest, ConnectIsNotAllowed) {
+  // No tunnels; and llhttp would read a CONNECT's body as the next request.
+  expectRefused("CONNECT a.test:443 HTTP/1.1\r\nHost: a.test:443\r\nContent-Length: 5\r\n\r\nGET /",
+                405);
+}
+
 TEST_F(BadInputTest, MissingHostOnHttp11) {
   expectRefused("GET /echo HTTP/1.1\r\nUser-Agent: x\r\n\r\n", 400);
 }
@@ -602,6 +608,23 @@ std::string dechunk(const std::string& response) {
     body.append(response, at, len);
     at += len + 2;
   }
+}
+
+TEST_F(PlainProxyTest, AnUpstreamThatTakesNoneOfTheBodyGives504) {
+  LoopbackSocket silent;  // connects complete, nobody reads
+  silent.listen();
+  opts_.servers = {silent.address()};
+  opts_.upstream_extra = "read_timeout: 1s";
+  start();
+  RawClient c(opts_.port);
+  const size_t kBody = 900 * 1024;  // under 1 MiB: tessera takes all of it from the client
+  c.send("POST /upload HTTP/1.1\r\nHost: a\r\nContent-Length: " + std::to_string(kBody) +
+         "\r\n\r\n" + std::string(kBody, 'x'));
+  auto sent = std::chrono::steady_clock::now();
+  std::string resp = c.readResponses(1, 10s);
+  EXPECT_EQ(statusCodes(resp), std::vector<int>{504}) << resp.substr(0, 200);
+  EXPECT_LT(std::chrono::steady_clock::now() - sent, 5s);
+  EXPECT_EQ(tessera_->metric("tessera_upstream_timeouts_total"), 1);
 }
 
 TEST_F(PlainProxyTest, AReaderThatPausesGetsTheWholeResponse) {

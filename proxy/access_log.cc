@@ -85,6 +85,8 @@ void AccessLogSink::write(std::string_view lines) const {
     size_t n = lines.size();
     if (n > 4096) {
       size_t cut = lines.rfind('\n', 4095);
+      // A line longer than that (a huge path) goes alone: it cannot be atomic, the others can.
+      if (cut == std::string_view::npos) cut = lines.find('\n');
       n = cut == std::string_view::npos ? lines.size() : cut + 1;
     }
     ssize_t w = ::write(fd_, lines.data(), n);

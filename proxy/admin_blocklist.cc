@@ -27,7 +27,9 @@ using plugins::guard::Blocklist;
 
 const std::chrono::milliseconds kStoreTimeout{1000};
 const cache::Seconds kLockTtl{5};  // a node that dies holding the lock holds it this long at most
-constexpr int kLockAttempts = 60;  // 50 ms apart: 3 s
+// 50 ms apart: 6 s, longer than the lock's TTL, so that a lock left behind (a node that died,
+// or this node's own after a write that timed out) expires before a change gives up on it.
+constexpr int kLockAttempts = 120;
 const timeval kRetryDelay = {0, 50 * 1000};
 // The document outlives every entry; a write renews it.
 const cache::Seconds kDocumentTtl{int64_t{365} * 24 * 3600};

@@ -63,7 +63,16 @@ void AuditLog::recordAll(std::string_view event, const std::vector<Field>& field
   nlohmann::json line;
   line["time"] = nowIso();
   line["event"] = event;
-  for (const auto& [key, value] : fields) line[std::string(key)] = value;
+  for (const auto& [key, value] : fields) {
+    // Values come from clients too (a User-Agent in a device fingerprint, a user header): cut
+    // them so that a line stays one atomic write on a pipe (see the header).
+    if (value.size() <= kMaxValueBytes) {
+      line[std::string(key)] = value;
+    } else {
+      line[std::string(key)] = std::string(value.substr(0, kMaxValueBytes)) + "...(" +
+                               std::to_string(value.size()) + " bytes)";
+    }
+  }
   // Client-controlled text (a header, a path) must not break the line: replace bad UTF-8.
   writeLine(line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n");
 }
@@ -107,10 +116,13 @@ std::string AuditLog::summaryLine() const {
 }
 
 void AuditLog::writeLine(const std::string& text) const {
-  ssize_t w;
-  do {
-    w = ::write(fd_, text.data(), text.size());
-  } while (w < 0 && errno == EINTR);
+  std::string_view rest = text;
+  while (!rest.empty()) {  // a short write (a file on a full disk) goes on with the rest
+    ssize_t w = ::write(fd_, rest.data(), rest.size());
+    if (w < 0 && errno == EINTR) continue;
+    if (w <= 0) return;  // a full disk or closed pipe must not stop the proxy
+    rest.remove_prefix(static_cast<size_t>(w));
+  }
 }
 
 }  // namespace tessera::proxy

@@ -4,7 +4,9 @@
 // replayed pass, a bad signature), for SIEMs and for people. Configured by log.audit_log.
 //
 // Threading: shared by all workers of a snapshot. Each line is written with a single write(2) of
-// one whole line (shorter than PIPE_BUF, so lines from several workers never mix).
+// one whole line. Values over kMaxValueBytes are cut (marked "...(N bytes)"), so that a line with
+// the dozen fields an event has at most stays shorter than PIPE_BUF, and lines from several
+// workers never mix on a pipe.
 //
 // Rate limit (log.audit_rate_limit). Clients decide how often some events happen (a stolen
 // session presented from elsewhere, a bad signature), so a flood of them must not become a flood
@@ -31,6 +33,7 @@ class AuditLog {
  public:
   using Field = std::pair<std::string_view, std::string_view>;
   using Clock = std::chrono::steady_clock;
+  static constexpr size_t kMaxValueBytes = 256;
 
   // target: "stderr", "off" or a file path (opened for append). Throws std::runtime_error.
   // rate_limit: lines per second, 0 for no limit. `now` is the clock (tests pass their own).

@@ -149,6 +149,16 @@ TEST_F(ProxyTest, AdminAnswersHealthAndPrometheusMetrics) {
   }
 }
 
+TEST_F(ProxyTest, TheAdminListenerRefusesAnOversizedBodyBeforeReadingIt) {
+  start();
+  RawClient c(opts_.admin_port);
+  c.send(
+      "POST /blocklist HTTP/1.1\r\nHost: localhost\r\nContent-Type: application/json\r\n"
+      "Content-Length: 10000000000\r\n\r\n{");
+  EXPECT_EQ(statusCodes(c.readResponses(1, 3s)), std::vector<int>{413});
+  EXPECT_EQ(tessera_->metric("tessera_connections_open"), 0);  // and the admin still answers
+}
+
 TEST_F(ProxyTest, VersionPrintsTheVersion) {
   CommandResult r = run({TESSERA_BINARY, "version"});
   EXPECT_EQ(r.exit_code, 0);

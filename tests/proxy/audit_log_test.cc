@@ -59,6 +59,20 @@ TEST_F(AuditLogTest, WithoutALimitEveryEventIsWritten) {
   EXPECT_EQ(got[0]["client"], "192.0.2.7");
 }
 
+TEST_F(AuditLogTest, LongValuesAreCutSoThatALineStaysOneAtomicPipeWrite) {
+  auto log = open(0);
+  std::string agent(12 * 1024, 'a');
+  log->record("guard_blocked", {{"device", agent}, {"user", agent}, {"client", "192.0.2.7"}});
+  log.reset();
+  std::ifstream in(path_);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_LT(line.size() + 1, 4096u);  // PIPE_BUF on Linux
+  json got = json::parse(line);
+  EXPECT_EQ(got["device"], std::string(AuditLog::kMaxValueBytes, 'a') + "...(12288 bytes)");
+  EXPECT_EQ(got["client"], "192.0.2.7");
+}
+
 TEST_F(AuditLogTest, AFloodIsCutToTheLimitAndTheRestIsCountedAtClose) {
   auto log = open(10);
   mismatch(*log, 25);

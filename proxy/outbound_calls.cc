@@ -2,6 +2,7 @@
 
 #include <stdexcept>
 #include <utility>
+#include <vector>
 
 namespace tessera::proxy {
 
@@ -11,6 +12,7 @@ OutboundCalls::OutboundCalls(event_base* base)
 OutboundCalls::~OutboundCalls() {
   event_free(failed_ev_);
   clients_.clear();  // drops every pending callback without running it
+  retired_.clear();
 }
 
 uint64_t OutboundCalls::post(std::string_view url, const plugins::OutboundTls& tls,
@@ -18,22 +20,24 @@ uint64_t OutboundCalls::post(std::string_view url, const plugins::OutboundTls& t
                              std::chrono::milliseconds timeout,
                              plugins::OutboundCallback callback) {
   uint64_t id = next_id_++;
+  dropIdleRetired();
   std::string key = tls.client_cert + '\n' + tls.client_key + '\n' + tls.ca;
   auto it = clients_.find(key);
   if (it == clients_.end()) {
+    Client made;
     try {
       ClientTlsFiles files{tls.client_cert, tls.client_key, tls.ca};
-      it = clients_.emplace(key, std::make_unique<HttpsClient>(base_, files)).first;
+      made.client = std::make_unique<HttpsClient>(base_, files);
     } catch (const std::exception& e) {
-      // Answered from the loop, as every other outcome is.
-      failed_.emplace_back(id, std::move(callback));
-      failed_errors_[id] = e.what();
-      routes_[id] = Route{};
-      event_active(failed_ev_, EV_TIMEOUT, 0);
-      return id;
+      made.error = e.what();  // not read again (on every call) before the next reload
     }
+    it = clients_.emplace(key, std::move(made)).first;
   }
-  HttpsClient* client = it->second.get();
+  if (!it->second.client) {
+    failLater(id, it->second.error, std::move(callback));
+    return id;
+  }
+  HttpsClient* client = it->second.client.get();
   HttpsClient::CallId call = client->post(
       url, body, content_type, timeout,
       [this, id, callback = std::move(callback)](HttpsClient::Reply r) {
@@ -42,6 +46,26 @@ uint64_t OutboundCalls::post(std::string_view url, const plugins::OutboundTls& t
       });
   routes_[id] = Route{client, call};
   return id;
+}
+
+// Answered from the loop, as every other outcome is.
+void OutboundCalls::failLater(uint64_t id, std::string error, plugins::OutboundCallback callback) {
+  failed_.emplace_back(id, std::move(callback));
+  failed_errors_[id] = std::move(error);
+  routes_[id] = Route{};
+  event_active(failed_ev_, EV_TIMEOUT, 0);
+}
+
+void OutboundCalls::reload() {
+  for (auto& [key, c] : clients_) {
+    if (c.client) retired_.push_back(std::move(c.client));
+  }
+  clients_.clear();
+  dropIdleRetired();
+}
+
+void OutboundCalls::dropIdleRetired() {
+  std::erase_if(retired_, [](const std::unique_ptr<HttpsClient>& c) { return c->pending() == 0; });
 }
 
 void OutboundCalls::cancel(uint64_t id) {

@@ -110,6 +110,7 @@ void Worker::stop() {
 
 void Worker::applySnapshot(std::shared_ptr<const Snapshot> snapshot, ListenFds added) {
   snapshot_ = std::move(snapshot);
+  if (outbound_) outbound_->reload();  // certificates may have changed on disk
   access_log_.setSink(snapshot_->accessLog());
   std::map<std::string, ListenSlot> next;
   const auto& listeners = snapshot_->listeners();

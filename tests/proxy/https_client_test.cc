@@ -37,6 +37,7 @@
 #include <thread>
 #include <vector>
 
+#include "proxy/outbound_calls.h"
 #include "tests/loopback_socket.h"
 
 namespace tessera::proxy {
@@ -769,6 +770,36 @@ TEST_F(HttpsClientTest, ThrowingCallbackDoesNotEscapeIntoTheLoop) {
 }
 
 // --- Construction
+
+// OutboundCalls reads a set of TLS files once per config: a broken set fails each call without
+// reading the files again, and a reload makes the client again from what is on disk by then.
+TEST_F(HttpsClientTest, OutboundCallsReadTheFilesOncePerConfig) {
+  TestServer server(*dir_, "server");
+  OutboundCalls calls(base_);
+  std::string ca = path("later-ca.crt");
+  std::filesystem::remove(ca);
+  plugins::OutboundTls tls{path("client.crt"), path("client.key"), ca};
+  auto call = [&] {
+    std::optional<plugins::OutboundReply> reply;
+    calls.post(server.url("/status/201"), tls, "{}", kJson, kTimeout,
+               [&](plugins::OutboundReply r) { reply = std::move(r); });
+    EXPECT_TRUE(runUntil([&] { return reply.has_value(); }));
+    return reply.value_or(plugins::OutboundReply{-1, "", "no callback"});
+  };
+  plugins::OutboundReply missing = call();
+  EXPECT_EQ(missing.status, 0);
+  EXPECT_TRUE(contains(missing.error, "later-ca.crt")) << missing.error;
+
+  std::filesystem::copy_file(path("ca.crt"), ca);
+  EXPECT_EQ(call().status, 0);  // the same config: the failure stands, nothing is read again
+
+  calls.reload();
+  plugins::OutboundReply after = call();
+  EXPECT_EQ(after.status, 201) << after.error;
+  std::filesystem::remove(ca);
+  calls.reload();  // and a reload reads again: the file is gone now
+  EXPECT_EQ(call().status, 0);
+}
 
 TEST_F(HttpsClientTest, ConstructorNamesTheFileThatFails) {
   auto message = [&](ClientTlsFiles files) -> std::string {

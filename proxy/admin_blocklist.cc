@@ -27,9 +27,9 @@ using plugins::guard::Blocklist;
 
 const std::chrono::milliseconds kStoreTimeout{1000};
 const cache::Seconds kLockTtl{5};  // a node that dies holding the lock holds it this long at most
-// 50 ms apart: 6 s, longer than the lock's TTL, so that a lock left behind (a node that died,
-// or this node's own after a write that timed out) expires before a change gives up on it.
-constexpr int kLockAttempts = 120;
+// Longer than the lock's TTL, so that a lock left behind (a node that died, or this node's own
+// after a write that timed out) expires before a change gives up on it. Tries are 50 ms apart.
+constexpr std::chrono::milliseconds kLockWait{6000};
 const timeval kRetryDelay = {0, 50 * 1000};
 // The document outlives every entry; a write renews it.
 const cache::Seconds kDocumentTtl{int64_t{365} * 24 * 3600};
@@ -160,7 +160,7 @@ void AdminBlocklist::handle(evhttp_request* req, std::shared_ptr<const cache::Se
     return;
   }
   queue_.push_back(
-      Change{req, method == EVHTTP_REQ_DELETE, std::move(*entry), std::move(sealer), 0});
+      Change{req, method == EVHTTP_REQ_DELETE, std::move(*entry), std::move(sealer), {}});
   if (!busy_) next();
 }
 
@@ -182,10 +182,15 @@ void AdminBlocklist::next() {
 }
 
 void AdminBlocklist::lock() {
+  Change& first = queue_.front();
+  if (first.lock_deadline == std::chrono::steady_clock::time_point{}) {
+    first.lock_deadline = std::chrono::steady_clock::now() + kLockWait;
+  }
   store_->add(plugins::guard::kBlocklistLockKey, lock_token_, kLockTtl, kStoreTimeout,
               [this](cache::Result r) {
                 Change& c = queue_.front();
-                if (r.status == cache::Status::kExists && ++c.attempts < kLockAttempts) {
+                if (r.status == cache::Status::kExists &&
+                    std::chrono::steady_clock::now() < c.lock_deadline) {
                   evtimer_add(retry_, &kRetryDelay);  // another node is changing it
                   return;
                 }

@@ -17,6 +17,7 @@
 #include <event2/event.h>
 #include <event2/http.h>
 
+#include <chrono>
 #include <cstdint>
 #include <deque>
 #include <memory>
@@ -51,7 +52,8 @@ class AdminBlocklist {
     bool remove = false;  // else add
     plugins::guard::BlockEntry entry;
     std::shared_ptr<const cache::Sealer> sealer;
-    int attempts = 0;
+    // Until when it waits for another holder's lock (set at its first try).
+    std::chrono::steady_clock::time_point lock_deadline;
   };
 
   void list(evhttp_request* req, std::shared_ptr<const cache::Sealer> sealer);

@@ -25,7 +25,9 @@ constexpr timeval kShutdownTick{0, 50 * 1000};
 constexpr std::chrono::milliseconds kAdminAcceptRetry{100};
 constexpr ev_ssize_t kAdminMaxBody = 4096;  // a blocklist change is a few hundred bytes
 constexpr ev_ssize_t kAdminMaxHeaders = 16384;
-constexpr int kAdminTimeoutSeconds = 10;
+// Between two reads or writes; evhttp also runs it while a request waits for its answer, and
+// blocklist changes wait in turn for the store's lock (up to 6 s each, plus the store's calls).
+constexpr int kAdminTimeoutSeconds = 60;
 
 void printErrors(const conf::ConfigError& e) {
   for (const conf::Error& err : e.errors()) spdlog::error("{}", err.str());
@@ -150,7 +152,7 @@ bool Server::startAdmin() {
   evhttp_set_allowed_methods(
       admin_, EVHTTP_REQ_GET | EVHTTP_REQ_HEAD | EVHTTP_REQ_POST | EVHTTP_REQ_DELETE);
   // evhttp reads a whole request before the handler sees it, with no limits of its own: cap it
-  // (413 or 400 from evhttp) and drop a client that stalls, so the admin port cannot fill memory.
+  // (413 or 400 from evhttp) so the admin port cannot fill memory, and drop a client that stalls.
   evhttp_set_max_body_size(admin_, kAdminMaxBody);
   evhttp_set_max_headers_size(admin_, kAdminMaxHeaders);
   evhttp_set_timeout(admin_, kAdminTimeoutSeconds);

@@ -5,7 +5,10 @@
 #include <yaml-cpp/yaml.h>
 
 #include <algorithm>
+#include <cerrno>
 #include <chrono>
+#include <cstring>
+#include <fstream>
 #include <map>
 #include <mutex>
 #include <nlohmann/json.hpp>
@@ -897,6 +900,21 @@ std::shared_ptr<const Factory> makeMigrationFactory(const std::string& name,
     if (!state->codec) {
       YAML::Mark mark = node["signing_key"].Mark();
       throw PluginConfigError("signing_key", mark.line + 1, mark.column + 1, error);
+    }
+  }
+  if (!state->config.origin_tls.ca.empty()) {
+    // The workers read these at their first call to the origin; a path that cannot be read is
+    // named here, at load (and by `tessera validate`), not as a failed redeem later.
+    const OutboundTls& tls = state->config.origin_tls;
+    for (const auto& [key, file] :
+         {std::pair<const char*, const std::string&>{"client_cert", tls.client_cert},
+          {"client_key", tls.client_key},
+          {"ca", tls.ca}}) {
+      if (!std::ifstream(file).is_open()) {
+        YAML::Mark mark = node["origin_tls"][key].Mark();
+        throw PluginConfigError(std::string("origin_tls.") + key, mark.line + 1, mark.column + 1,
+                                "cannot read " + file + ": " + std::strerror(errno));
+      }
     }
   }
   std::shared_ptr<const State> shared = std::move(state);

@@ -507,7 +507,8 @@ TEST_F(MigrationTest, ARemoteTargetVerifiesOverMutualTls) {
 TEST_F(MigrationTest, AnUnreachableRemoteOriginIs502) {
   int port = freePort(), admin = freePort();
   LoopbackSocket origin = refusingPort();
-  dir_.write("ca.crt", "");
+  // Files that load (tessera checks that at start): what fails is the connection to the origin.
+  CertFiles client = makeCertificate(dir_, "origin-client", {"target.test"});
   std::string yaml =
       "plugins:\n"
       "  remote_target:\n"
@@ -518,8 +519,7 @@ TEST_F(MigrationTest, AnUnreachableRemoteOriginIs502) {
       origin.address() +
       "\n"
       "    origin_tls: { client_cert: " +
-      dir_.file("none.crt") + ", client_key: " + dir_.file("none.key") +
-      ", ca: " + dir_.file("none-ca.crt") +
+      client.cert + ", client_key: " + client.key + ", ca: " + client.cert +
       " }\n"
       "    origin_timeout: 500ms\n"
       "    permit_cookie: TPERMIT\n"

@@ -10,6 +10,7 @@
 #include <string>
 #include <vector>
 
+#include "plugins/migration/migration.h"
 #include "plugins/plugin.h"
 
 namespace tessera::plugins::migration {
@@ -156,6 +157,26 @@ TEST(MigrationConfigTest, HttpsOriginForms) {
   for (const char* url : {"https://origin.example", "https://10.0.0.5", "https://10.0.0.5:443",
                           "https://[::1]", "https://[2001:db8::7]:8443", "https://a-b.c.example"}) {
     EXPECT_EQ(parse(target("origin: \"" + std::string(url) + "\"\n" + tls)).origin, url);
+  }
+}
+
+// The factory (not the parser) checks that the origin's TLS files can be read, and names the one
+// that cannot.
+TEST(MigrationConfigTest, FactoryNamesAnUnreadableOriginTlsFile) {
+  const char* readable = "/dev/null";
+  std::string yaml =
+      target(std::string("origin: https://o.example\norigin_tls:\n  client_cert: ") + readable +
+             "\n  client_key: " + readable + "\n  ca: no-such-dir/origin-ca.pem\n");
+  try {
+    makeMigrationFactory("mig", YAML::Load(yaml));
+    ADD_FAILURE() << "accepted:\n" << yaml;
+  } catch (const PluginConfigError& e) {
+    EXPECT_EQ(e.key_path, "origin_tls.ca");
+    EXPECT_EQ(e.line, 9);  // the four lines of target(), then origin, origin_tls, cert, key
+    EXPECT_EQ(e.column, 7);
+    EXPECT_NE(std::string(e.what()).find("cannot read no-such-dir/origin-ca.pem"),
+              std::string::npos)
+        << e.what();
   }
 }
 

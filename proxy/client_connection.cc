@@ -671,9 +671,7 @@ void ClientConnection::sendLocalReply(int status, std::string_view body, bool cl
 void ClientConnection::finishRequest(int status, bool close_after) {
   logRequest(status);
   if (close_after || close_after_ || worker_.draining()) {
-    phase_ = Phase::kClosing;
-    event_del(timer_ev_);   // send_timeout while the response goes out, then the linger
-    wantClientRead(false);  // until the linger: nothing read now would be used
+    beginClosing();
     flushClient();
     return;
   }
@@ -720,7 +718,13 @@ void ClientConnection::closeAfterSending() {
     close();
     return;
   }
-  phase_ = Phase::kClosing;  // flushClient() lingers, then closes, once `out_` is empty
+  beginClosing();
+}
+
+// flushClient() lingers, then closes, once `out_` is empty; until then only send_timeout runs,
+// and nothing is read (it would not be used).
+void ClientConnection::beginClosing() {
+  phase_ = Phase::kClosing;
   event_del(timer_ev_);
   idle_after_send_ = false;
   wantClientRead(false);

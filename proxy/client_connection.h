@@ -73,6 +73,7 @@ class ClientConnection : private HttpParser::Sink,
   void startLinger();
   // Closes once what is queued for the client is out (at once when nothing is).
   void closeAfterSending();
+  void beginClosing();
   void discardInput();
   void onClientEof();
   void wantClientRead(bool on);

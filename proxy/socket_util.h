@@ -6,6 +6,7 @@
 
 #include <sys/socket.h>
 
+#include <cerrno>
 #include <string>
 
 #include "conf/config.h"
@@ -26,6 +27,12 @@ bool resolve(const conf::HostPort& hp, SocketAddress& out, std::string& error);
 // Opens a non-blocking listening socket with SO_REUSEPORT, so that each worker can have its own
 // socket on the same address. Returns -1 and sets `error` on failure.
 int openListener(const SocketAddress& address, std::string& error);
+
+// accept(2), socket(2) or connect(2) failed for want of descriptors or memory on this machine
+// (EMFILE, ENFILE, ENOBUFS, ENOMEM): not the peer's fault, and trying another would not help.
+inline bool isLocalSocketShortage(int error) {
+  return error == EMFILE || error == ENFILE || error == ENOBUFS || error == ENOMEM;
+}
 
 // The numeric address of a peer ("192.0.2.1" or "2001:db8::1"), without the port.
 std::string peerIp(const sockaddr_storage& peer);

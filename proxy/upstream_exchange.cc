@@ -5,11 +5,11 @@
 #include <spdlog/spdlog.h>
 #include <unistd.h>
 
-#include <bit>
 #include <cerrno>
 #include <cstdio>
 
 #include "proxy/client_connection.h"
+#include "proxy/socket_util.h"
 #include "proxy/worker.h"
 
 namespace tessera::proxy {
@@ -25,30 +25,19 @@ constexpr int kMaxStaleRetries = 2;
 
 void ClientConnection::connectUpstream() {
   const UpstreamTarget& up = *route_->upstream;
-  while (!upstream_) {
-    int error = 0;
-    server_index_ = up.servers.size();  // stays so when no server is left to try
-    upstream_ = worker_.pool().acquire(up, tried_servers_, server_index_, error);
-    if (upstream_) break;
+  int error = 0;
+  server_index_ = up.servers.size();  // stays so when no server is left to try
+  upstream_ = worker_.pool().acquire(up, tried_servers_, server_index_, error);
+  if (!upstream_) {
+    if (server_index_ < up.servers.size() && !isLocalSocketShortage(error)) {
+      upstreamConnectFailed(error, false);  // connect() failed at once (no route, no address)
+      return;
+    }
+    // Nothing left to try, or this machine is out of sockets: another server would not help.
     bump(worker_.counters().upstream_connect_errors);
-    if (server_index_ >= up.servers.size() || error == EMFILE || error == ENFILE ||
-        error == ENOBUFS || error == ENOMEM) {
-      // Nothing left to try, or this machine is out of sockets: another server would not help.
-      spdlog::warn("upstream {}: no server to connect to: {}", up.conf->name, strerror(error));
-      upstreamFailed(502);
-      return;
-    }
-    // connect() failed at once (no route to it, no local address): as a refused connect.
-    const SocketAddress& server = up.servers[server_index_];
-    spdlog::warn("upstream {}: connect to {} failed: {}", up.conf->name, server.text,
-                 strerror(error));
-    worker_.pool().markFailed(server, up.conf->fail_timeout);
-    if (server_index_ < 64) tried_servers_ |= 1ull << server_index_;
-    if (++connect_failures_ >= up.servers.size() ||
-        static_cast<size_t>(std::popcount(tried_servers_)) >= up.servers.size()) {
-      upstreamFailed(502);
-      return;
-    }
+    spdlog::warn("upstream {}: no server to connect to: {}", up.conf->name, strerror(error));
+    upstreamFailed(502);
+    return;
   }
   if (server_index_ < 64) tried_servers_ |= 1ull << server_index_;
   upstream_name_ = upstream_->server().text;
@@ -64,18 +53,19 @@ void ClientConnection::connectUpstream() {
   upstream_->armTimer(up.conf->connect_timeout);
 }
 
-// The connect failed or timed out: skip this server for a while and try the next one.
+// The connect to server_index_ failed (at once, later, or timed out): skip that server for a
+// while and try the next one, each server once per request (the count also bounds upstreams of
+// more than 64 servers, which the tried bits cannot cover).
 void ClientConnection::upstreamConnectFailed(int error, bool timeout) {
   const UpstreamTarget& up = *route_->upstream;
+  const SocketAddress& server = up.servers[server_index_];
   bump(worker_.counters().upstream_connect_errors);
-  spdlog::warn("upstream {}: connect to {} failed: {}", up.conf->name, upstream_name_,
+  spdlog::warn("upstream {}: connect to {} failed: {}", up.conf->name, server.text,
                timeout ? "timed out" : strerror(error));
-  worker_.pool().markFailed(upstream_->server(), up.conf->fail_timeout);
+  worker_.pool().markFailed(server, up.conf->fail_timeout);
+  if (server_index_ < 64) tried_servers_ |= 1ull << server_index_;
   upstream_.reset();
-  // Each server once per request (the count also bounds upstreams of more than 64 servers, which
-  // the tried bits cannot cover).
-  if (++connect_failures_ < up.servers.size() &&
-      static_cast<size_t>(std::popcount(tried_servers_)) < up.servers.size()) {
+  if (++connect_failures_ < up.servers.size()) {
     connectUpstream();
     return;
   }

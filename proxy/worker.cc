@@ -12,6 +12,7 @@
 
 #include "proxy/client_connection.h"
 #include "proxy/outbound_calls.h"
+#include "proxy/socket_util.h"
 
 namespace tessera::proxy {
 
@@ -161,7 +162,7 @@ void Worker::acceptFrom(ListenSlot& slot) {
         ::accept4(slot.fd, reinterpret_cast<sockaddr*>(&peer), &len, SOCK_NONBLOCK | SOCK_CLOEXEC);
     if (fd < 0) {
       if (errno == EINTR || errno == ECONNABORTED) continue;
-      if (errno == EMFILE || errno == ENFILE || errno == ENOBUFS || errno == ENOMEM) {
+      if (isLocalSocketShortage(errno)) {
         pauseAccepting(errno);
       } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
         spdlog::warn("worker {}: accept: {}", id_, strerror(errno));
